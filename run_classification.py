@@ -1,0 +1,190 @@
+#!/usr/bin/env python
+"""Fine-tune any timm model on sketches in the ImageNet-Sketch competition layout with 🤗 Trainer.
+
+    python run_classification.py                                   # the embedded digits demo
+    accelerate launch run_classification.py training_args/convnext_base_448.yaml --data_dir data
+    python run_classification.py training_args/demo.json --num_train_epochs 1   # flags override the preset
+"""
+
+import logging
+import sys
+from pathlib import Path
+
+import evaluate
+import numpy as np
+import torch
+import transformers
+from transformers import EarlyStoppingCallback, Trainer
+from transformers.trainer_utils import get_last_checkpoint
+
+from sketch_data import SketchDataError, load_sketch_dataset
+from sketch_data.demo import build_digits_demo
+from sketch_data.transforms import SketchAugment, eval_transform, flipped, train_transform
+from sketch_train.arguments import DataArguments, ModelArguments, SketchTrainingArguments
+from sketch_train.cli import parse_arguments
+from sketch_train.model import ModelSourceError, build_model
+from sketch_train.output_dir import OutputDirError, ensure_writable
+from sketch_train.outputs import write_eval_predictions, write_submission
+
+logger = logging.getLogger("run_classification")
+METRIC_PATH = str(Path(__file__).resolve().parent / "sketch_train" / "topk_accuracy.py")
+
+
+def parse(argv: list[str] | None = None) -> tuple[ModelArguments, DataArguments, SketchTrainingArguments]:
+    return parse_arguments((ModelArguments, DataArguments, SketchTrainingArguments), argv)
+
+
+def main(model_args: ModelArguments, data_args: DataArguments, training_args: SketchTrainingArguments) -> dict:
+    setup_logging(training_args)
+    ensure_writable(training_args.output_dir)
+
+    if data_args.build_demo_data:
+        with training_args.main_process_first(desc="building the demo data"):
+            build_digits_demo(data_args.data_dir)
+    with training_args.main_process_first(desc="checking the data"):
+        data = load_sketch_dataset(
+            data_args.train_dir, data_args.train_csv if training_args.do_train or training_args.do_eval else None,
+            data_args.test_dir, data_args.test_csv if training_args.do_predict else None,
+            validation_split=data_args.validation_split, num_folds=data_args.num_folds, fold=data_args.fold,
+            seed=data_args.split_seed, bad_images=data_args.bad_images, check_images=training_args.process_index == 0,
+        )
+    label_names = data.label_names or _saved_label_names(model_args)
+    model, processor = build_model(model_args, label_names)
+    if training_args.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+
+    augment = SketchAugment(data_args.hflip, data_args.vflip, data_args.rotate_degrees, data_args.translate,
+                            data_args.scale, data_args.augment)
+    to_eval = eval_transform(processor)
+    if "train" in data.splits:
+        data.splits["train"].set_transform(batch_transform(train_transform(processor, augment)))
+    if "validation" in data.splits:
+        data.splits["validation"].set_transform(batch_transform(to_eval))
+
+    metric = evaluate.load(METRIC_PATH)
+    trainer = Trainer(
+        model=model,
+        args=training_args,
+        train_dataset=data.splits.get("train") if training_args.do_train else None,
+        eval_dataset=data.splits.get("validation"),
+        processing_class=processor,
+        data_collator=Collator(training_args.channels_last),
+        compute_metrics=lambda p: metric.compute(predictions=p.predictions, references=p.label_ids),
+        callbacks=[EarlyStoppingCallback(training_args.early_stopping_patience)]
+        if training_args.early_stopping_patience else None,
+    )
+    log_run_setup(training_args, data)
+    results = {f"data_{k}": v for k, v in data.counts.items()}
+
+    if training_args.do_train:
+        last_checkpoint = get_last_checkpoint(training_args.output_dir) if Path(training_args.output_dir).is_dir() else None
+        if last_checkpoint:
+            logger.info("Resuming from %s", last_checkpoint)
+        train_result = trainer.train(resume_from_checkpoint=last_checkpoint)
+        trainer.save_model()  # the best model when load_best_model_at_end, with config.json's pretrained_cfg
+        trainer.log_metrics("train", train_result.metrics)
+        trainer.save_metrics("train", {**train_result.metrics, **results})
+        trainer.save_state()
+        results.update(train_result.metrics)
+
+    if training_args.do_eval and "validation" in data.splits:
+        output = trainer.predict(data.splits["validation"], metric_key_prefix="eval")
+        trainer.log_metrics("eval", output.metrics)
+        trainer.save_metrics("eval", output.metrics)
+        results.update(output.metrics)
+        if trainer.is_world_process_zero():
+            image_paths = data.splits["validation"].with_format(None)["image_path"]
+            write_eval_predictions(image_paths, output.label_ids, output.predictions, label_names,
+                                   training_args.output_dir)
+
+    if training_args.do_predict:
+        test = data.splits["test"]
+        logits = tta_logits(trainer, test, to_eval, data_args.tta)
+        if trainer.is_world_process_zero():
+            path = write_submission(test.with_format(None)["image_path"], logits, training_args.output_dir)
+            logger.info("Wrote %s (%d rows)", path, len(logits))
+
+    if trainer.is_world_process_zero():
+        trainer.create_model_card(model_name=Path(training_args.output_dir).name, tags=["image-classification", "sketch", "timm"])
+    return results
+
+
+class Collator:
+    """Stack a batch, in channels_last layout when asked (the fast path for convolutions)."""
+
+    def __init__(self, channels_last: bool):
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+
+    def __call__(self, examples: list[dict]) -> dict:
+        pixel_values = torch.stack([e["pixel_values"] for e in examples]).contiguous(memory_format=self.memory_format)
+        batch = {"pixel_values": pixel_values}
+        if "labels" in examples[0]:
+            batch["labels"] = torch.tensor([e["labels"] for e in examples])
+        return batch
+
+
+def batch_transform(transform):
+    """Lazily turn a batch of decoded images into model inputs (used with `Dataset.set_transform`)."""
+
+    def apply(batch: dict) -> dict:
+        out = {"pixel_values": [transform(image) for image in batch["image"]]}
+        if "label" in batch:
+            out["labels"] = batch["label"]
+        return out
+
+    return apply
+
+
+def tta_logits(trainer: Trainer, dataset, transform, tta: list[str]) -> np.ndarray:
+    """Logits of the plain view, averaged with flipped views for test-time augmentation."""
+    views = [transform] + [flipped(transform, horizontal=(name == "hflip")) for name in tta]
+    total = 0
+    for view in views:
+        dataset.set_transform(batch_transform(view))
+        total = total + trainer.predict(dataset, metric_key_prefix="test").predictions
+    return total / len(views)
+
+
+def log_run_setup(args: SketchTrainingArguments, data) -> None:
+    effective = args.per_device_train_batch_size * args.world_size * args.gradient_accumulation_steps
+    precision = "fp16" if args.fp16 else "bf16" if args.bf16 else "fp32"
+    sizes = ", ".join(f"{name} {len(split)}" for name, split in data.splits.items())
+    logger.info(
+        "Device %s | world size %d | precision %s | channels_last %s | batch %d x %d processes x %d accumulation = %d | %s",
+        args.device, args.world_size, precision, args.channels_last, args.per_device_train_batch_size,
+        args.world_size, args.gradient_accumulation_steps, effective, sizes,
+    )
+
+
+def _saved_label_names(model_args: ModelArguments) -> list[str]:
+    """Predict-only runs without train.csv take their labels from the checkpoint."""
+    config = transformers.AutoConfig.from_pretrained(model_args.model_name_or_path, cache_dir=model_args.cache_dir)
+    return [config.id2label[i] for i in range(config.num_labels)]
+
+
+def setup_logging(args: SketchTrainingArguments) -> None:
+    logging.basicConfig(format="%(asctime)s | %(levelname)-7s | %(name)s | %(message)s", datefmt="%H:%M:%S",
+                        handlers=[logging.StreamHandler(sys.stdout)])
+    level = args.get_process_log_level()
+    logger.setLevel(level)
+    logging.getLogger("sketch_data").setLevel(level)
+    transformers.utils.logging.set_verbosity(level)
+
+
+def cli(argv: list[str] | None = None) -> int:
+    """Run, turning problems in the user's input into one line on stderr and exit code 2."""
+    try:
+        arguments = parse(argv)
+    except (ValueError, FileNotFoundError) as error:  # the dataclasses' own checks of the options
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    try:
+        main(*arguments)
+    except (SketchDataError, ModelSourceError, OutputDirError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli())

@@ -1,0 +1,44 @@
+"""Seeded, stratified train/validation splits and k-fold folds."""
+
+import numpy as np
+from sklearn.model_selection import StratifiedKFold, StratifiedShuffleSplit
+
+from .errors import SketchDataError
+
+
+def split_indices(
+    targets: list[int], validation_split: float, num_folds: int | None, fold: int, seed: int
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Return (train indices, validation indices, rows kept in train because their class is too rare to split).
+
+    Classes with fewer images than the split needs (2, or `num_folds`) cannot be stratified;
+    their images all go to train, and the count is returned so that it can be reported.
+    """
+    targets = np.asarray(targets)
+    if num_folds is not None and not 0 <= fold < num_folds:
+        raise SketchDataError(f"fold={fold} is out of range for num_folds={num_folds}: use 0..{num_folds - 1}.")
+    if num_folds is None and validation_split <= 0:
+        return np.arange(len(targets)), np.array([], dtype=int), 0
+    needed = num_folds or 2
+    classes, counts = np.unique(targets, return_counts=True)
+    splittable = np.isin(targets, classes[counts >= needed])
+    rows = np.flatnonzero(splittable)
+    train, val = _stratified(targets[rows], validation_split, num_folds, fold, seed)
+    train = np.sort(np.concatenate([rows[train], np.flatnonzero(~splittable)]))
+    return train, np.sort(rows[val]), int((~splittable).sum())
+
+
+def _stratified(targets: np.ndarray, validation_split: float, num_folds: int | None, fold: int, seed: int):
+    dummy = np.zeros(len(targets))
+    if num_folds is not None:
+        folds = StratifiedKFold(n_splits=num_folds, shuffle=True, random_state=seed).split(dummy, targets)
+        return list(folds)[fold]
+    n_classes = len(np.unique(targets))
+    val_size = max(int(round(validation_split * len(targets))), n_classes)
+    if val_size > len(targets) - n_classes:
+        raise SketchDataError(
+            f"validation_split={validation_split} leaves too few training images for {n_classes} classes "
+            f"({len(targets)} images); lower validation_split."
+        )
+    splitter = StratifiedShuffleSplit(n_splits=1, test_size=val_size, random_state=seed)
+    return next(splitter.split(dummy, targets))

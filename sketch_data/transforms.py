@@ -1,0 +1,66 @@
+"""Train and eval transforms for sketches, built around the model's own image processor.
+
+Eval is exactly the processor's `val_transforms` (so `pipeline()` sees what validation saw), after
+`to_rgb`. Training adds geometry that fills with white, since sketches are black on white.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torchvision.transforms import v2
+
+from .images import WHITE, to_rgb
+
+
+@dataclass
+class SketchAugment:
+    """Training augmentation options; every geometric one fills exposed area with white."""
+
+    hflip: float = 0.5
+    vflip: float = 0.0
+    rotate_degrees: float = 0.0
+    translate: float = 0.0
+    scale: float = 0.0
+    policy: str = "sketch"  # "sketch": the options above; "timm": the processor's own train_transforms
+
+
+def eval_transform(processor) -> Callable:
+    return v2.Compose([to_rgb, processor.val_transforms])
+
+
+def train_transform(processor, augment: SketchAugment) -> Callable:
+    if augment.policy == "timm":
+        return v2.Compose([to_rgb, processor.train_transforms])
+    if augment.policy != "sketch":
+        raise ValueError(f"augment policy {augment.policy!r}: use 'sketch' or 'timm'.")
+    resize, crop, to_tensor, normalize = _val_steps(processor)
+    geometry = []
+    if augment.rotate_degrees or augment.translate or augment.scale:
+        geometry.append(
+            v2.RandomAffine(
+                degrees=augment.rotate_degrees,
+                translate=(augment.translate, augment.translate) if augment.translate else None,
+                scale=(1 - augment.scale, 1 + augment.scale) if augment.scale else None,
+                fill=WHITE,
+            )
+        )
+    if augment.hflip:
+        geometry.append(v2.RandomHorizontalFlip(augment.hflip))
+    if augment.vflip:
+        geometry.append(v2.RandomVerticalFlip(augment.vflip))
+    return v2.Compose([to_rgb, resize, crop, *geometry, to_tensor, normalize])
+
+
+def flipped(transform: Callable, horizontal: bool = True) -> Callable:
+    """The same transform followed by a flip of the output tensor, for test-time augmentation."""
+    dims = [-1] if horizontal else [-2]
+    return lambda image: torch.flip(transform(image), dims=dims)
+
+
+def _val_steps(processor):
+    """Split the processor's eval pipeline into (resize, crop, to-tensor, normalize), to put augmentation between."""
+    steps = processor.val_transforms.transforms
+    if len(steps) != 4:
+        raise ValueError(f"unexpected eval transform {processor.val_transforms}; use augment policy 'timm'.")
+    return steps

@@ -1,0 +1,1 @@
+"""Training pieces for run_classification.py: arguments, model, precision, metrics and outputs."""

@@ -1,0 +1,103 @@
+"""The three argument groups of run_classification.py, parsed by HfArgumentParser from a JSON/YAML preset."""
+
+from dataclasses import dataclass, field
+
+import torch
+from transformers import TrainingArguments
+
+from .precision import auto_precision
+
+
+@dataclass
+class ModelArguments:
+    model_name_or_path: str = field(
+        default="timm/convnext_base.fb_in22k_ft_in1k",
+        metadata={"help": "A Hub checkpoint (timm/...), a local checkpoint folder, or a bare timm architecture name "
+                          "(random initialisation, no network)."},
+    )
+    image_size: int | None = field(default=None, metadata={"help": "Overrides the processor's input size."})
+    crop_pct: float | None = field(default=None, metadata={"help": "Eval resize = image_size / crop_pct, then centre crop."})
+    image_mean: list[float] | None = field(default=None, metadata={"help": "Overrides the model's normalisation mean."})
+    image_std: list[float] | None = field(default=None, metadata={"help": "Overrides the model's normalisation std."})
+    invert: bool = field(
+        default=False,
+        metadata={"help": "Invert colours (strokes high). Folded into the saved normalisation, so validation, "
+                          "prediction and pipeline() all apply it too."},
+    )
+    drop_path_rate: float | None = field(default=None, metadata={"help": "Stochastic depth rate for the timm model."})
+    cache_dir: str | None = field(default=None, metadata={"help": "Where Hub checkpoints are cached."})
+
+
+@dataclass
+class DataArguments:
+    data_dir: str | None = field(
+        default=None,
+        metadata={"help": "Folder in the competition layout (train/, train.csv, test/, test.csv); sets the four "
+                          "paths below unless they are given."},
+    )
+    train_dir: str | None = None
+    train_csv: str | None = None
+    test_dir: str | None = None
+    test_csv: str | None = None
+    build_demo_data: bool = field(
+        default=False, metadata={"help": "Build scikit-learn's digits in data_dir first if it has no train.csv."}
+    )
+    validation_split: float = 0.2
+    split_seed: int = field(default=42, metadata={"help": "Seed of the validation split and folds (not of training)."})
+    num_folds: int | None = field(default=None, metadata={"help": "Stratified k-fold: validate on fold `fold`."})
+    fold: int = 0
+    bad_images: str = field(
+        default="error", metadata={"help": "'error': stop and list undecodable images; 'skip': leave them out."}
+    )
+    augment: str = field(default="sketch", metadata={"help": "'sketch' (the options below) or 'timm' (processor's)."})
+    hflip: float = 0.5
+    vflip: float = 0.0
+    rotate_degrees: float = 0.0
+    translate: float = 0.0
+    scale: float = 0.0
+    tta: list[str] = field(
+        default_factory=list, metadata={"help": "Test-time augmentation for --do_predict: any of hflip, vflip."}
+    )
+
+    def __post_init__(self):
+        if self.data_dir:
+            self.train_dir = self.train_dir or f"{self.data_dir}/train"
+            self.train_csv = self.train_csv or f"{self.data_dir}/train.csv"
+            self.test_dir = self.test_dir or f"{self.data_dir}/test"
+            self.test_csv = self.test_csv or f"{self.data_dir}/test.csv"
+        if not 0 <= self.validation_split < 1:
+            raise ValueError(f"validation_split={self.validation_split}: use a fraction in [0, 1).")
+        if self.num_folds is not None and (self.num_folds < 2 or not 0 <= self.fold < self.num_folds):
+            raise ValueError(f"fold={self.fold} with num_folds={self.num_folds}: need num_folds >= 2 and 0 <= fold < num_folds.")
+        unknown = set(self.tta) - {"hflip", "vflip"}
+        if unknown:
+            raise ValueError(f"tta={self.tta}: unknown {sorted(unknown)}; use hflip and/or vflip.")
+
+
+@dataclass
+class SketchTrainingArguments(TrainingArguments):
+    precision: str = field(
+        default="auto",
+        metadata={"help": "auto (fp16 on CUDA, bf16 on CPUs with AMX/AVX512-BF16, else fp32), fp32, fp16 or bf16. "
+                          "Explicit --fp16/--bf16 win."},
+    )
+    channels_last: bool = field(default=True, metadata={"help": "channels_last layout for model and batches."})
+    early_stopping_patience: int | None = field(default=None, metadata={"help": "Evaluations without improvement."})
+
+    def __post_init__(self):
+        if self.per_device_train_batch_size < 1 or self.per_device_eval_batch_size < 1:
+            raise ValueError("per_device_train_batch_size and per_device_eval_batch_size must be at least 1.")
+        self._apply_precision()
+        super().__post_init__()
+
+    def _apply_precision(self) -> None:
+        if self.precision not in ("auto", "fp32", "fp16", "bf16"):
+            raise ValueError(f"precision={self.precision!r}: use auto, fp32, fp16 or bf16.")
+        if not (self.fp16 or self.bf16):
+            choice = auto_precision() if self.precision == "auto" else self.precision
+            self.fp16, self.bf16 = choice == "fp16", choice == "bf16"
+        cuda = torch.cuda.is_available()
+        if self.fp16 and not cuda:
+            raise ValueError("fp16 needs a CUDA GPU and none is visible: use --precision bf16 or fp32 on this machine.")
+        if self.bf16 and not cuda:
+            self.use_cpu = True

@@ -1,0 +1,105 @@
+"""Any timm architecture as a transformers `AutoModelForImageClassification`, via TimmWrapper."""
+
+import logging
+from pathlib import Path
+
+import timm
+from transformers import (
+    AutoModelForImageClassification,
+    PreTrainedModel,
+    TimmWrapperConfig,
+    TimmWrapperForImageClassification,
+    TimmWrapperImageProcessor,
+)
+
+logger = logging.getLogger(__name__)
+
+
+class ModelSourceError(ValueError):
+    """`model_name_or_path` names nothing that can be loaded."""
+
+
+def build_model(model_args, label_names: list[str]) -> tuple[PreTrainedModel, TimmWrapperImageProcessor]:
+    """Return a classifier with one output per label and the image processor that `pipeline()` will use.
+
+    The processor is built from `config.pretrained_cfg`, which is saved in config.json, so the
+    saved folder reproduces the eval transform exactly.
+    """
+    labels = {
+        "num_labels": len(label_names),
+        "id2label": dict(enumerate(label_names)),
+        "label2id": {name: i for i, name in enumerate(label_names)},
+    }
+    model_kwargs = {"drop_path_rate": model_args.drop_path_rate} if model_args.drop_path_rate is not None else {}
+    source = model_args.model_name_or_path
+    if _is_bare_architecture(source):
+        model = _random_init(source, labels, model_kwargs)
+    else:
+        model = _pretrained(source, labels, model_kwargs, model_args.cache_dir)
+    model.config.pretrained_cfg = _data_config(model.config.pretrained_cfg, model_args)
+    return model, TimmWrapperImageProcessor(pretrained_cfg=model.config.pretrained_cfg)
+
+
+def _is_bare_architecture(source: str) -> bool:
+    return not Path(source).exists() and "/" not in source
+
+
+def _random_init(architecture: str, labels: dict, model_kwargs: dict) -> PreTrainedModel:
+    if not timm.is_model(architecture.split(".")[0]):
+        close = timm.list_models(f"*{architecture.split('_')[0]}*")[:5]
+        raise ModelSourceError(
+            f"model_name_or_path={architecture!r} is not a timm architecture, a local folder or a Hub id "
+            f"(owner/name). Similar timm names: {close or 'none'}."
+        )
+    timm_model = timm.create_model(architecture, pretrained=False, num_classes=labels["num_labels"], **model_kwargs)
+    pretrained_cfg = {k: v for k, v in timm_model.pretrained_cfg.items() if k not in ("url", "hf_hub_id", "num_classes")}
+    config = TimmWrapperConfig(
+        architecture=architecture, pretrained_cfg=pretrained_cfg, model_args=model_kwargs or None, **labels
+    )
+    model = TimmWrapperForImageClassification(config)
+    # The wrapper re-initialises weights its own way; keep timm's initialisation, which its recipes assume.
+    model.timm_model.load_state_dict(timm_model.state_dict())
+    return model
+
+
+def _pretrained(source: str, labels: dict, model_kwargs: dict, cache_dir: str | None) -> PreTrainedModel:
+    folder = Path(source)
+    if folder.is_dir() and not (folder / "config.json").is_file():
+        raise ModelSourceError(
+            f"{folder} has no config.json, so it is not a saved model. Point model_name_or_path at a run's "
+            "output_dir or one of its checkpoint-* folders."
+        )
+    try:
+        return AutoModelForImageClassification.from_pretrained(
+            source,
+            **labels,
+            ignore_mismatched_sizes=True,  # a new head for our classes
+            use_safetensors=True,
+            trust_remote_code=False,
+            cache_dir=cache_dir,
+            **({"model_args": model_kwargs} if model_kwargs else {}),
+        )
+    except OSError as error:
+        raise ModelSourceError(
+            f"could not load {source!r}: {str(error).splitlines()[0]} Without network access, use a local "
+            "checkpoint folder or a bare timm architecture name (e.g. convnext_atto)."
+        ) from error
+
+
+def _data_config(pretrained_cfg: dict, model_args) -> dict:
+    cfg = dict(pretrained_cfg)
+    if model_args.image_size:
+        cfg["input_size"] = [3, model_args.image_size, model_args.image_size]
+        cfg.pop("test_input_size", None)
+    if model_args.crop_pct:
+        cfg["crop_pct"] = model_args.crop_pct
+        cfg.pop("test_crop_pct", None)
+    if model_args.image_mean:
+        cfg["mean"] = list(model_args.image_mean)
+    if model_args.image_std:
+        cfg["std"] = list(model_args.image_std)
+    if model_args.invert:
+        # (1 - x - m) / s == (x - (1 - m)) / (-s): inversion becomes part of the saved normalisation.
+        cfg["mean"] = [1 - m for m in cfg["mean"]]
+        cfg["std"] = [-s for s in cfg["std"]]
+    return cfg

@@ -1,0 +1,63 @@
+"""Shared fixtures: the real sketches in ../shared/data and a tiny trained run to reuse across tests."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_DATA = REPO.parent / "shared" / "data"
+PYTHON = sys.executable
+
+
+def shared_data(name: str) -> Path:
+    """A data set from ../shared/data; under CI its absence is a failure, never a skip."""
+    path = SHARED_DATA / name
+    if not (path / "train.csv").is_file():
+        if os.environ.get("CI"):
+            pytest.fail(f"{path} is missing; CI must run with ../shared/data beside the checkout.")
+        pytest.skip(f"{path} not available on this machine")
+    return path
+
+
+@pytest.fixture(scope="session")
+def quickdraw_mini() -> Path:
+    return shared_data("quickdraw-mini")
+
+
+@pytest.fixture(scope="session")
+def quickdraw100() -> Path:
+    return shared_data("quickdraw100")
+
+
+def tiny_run_flags(data_dir: Path, output_dir: Path, *extra: str) -> list[str]:
+    """Flags for a seconds-long run of timm's tiny test_convnext on real sketches."""
+    return [
+        "--data_dir", str(data_dir), "--output_dir", str(output_dir),
+        "--model_name_or_path", "test_convnext", "--image_size", "32",
+        "--do_train", "--do_eval", "--do_predict",
+        "--num_train_epochs", "2", "--per_device_train_batch_size", "16", "--per_device_eval_batch_size", "32",
+        "--learning_rate", "0.003", "--eval_strategy", "epoch", "--save_strategy", "epoch",
+        "--load_best_model_at_end", "true", "--metric_for_best_model", "accuracy",
+        "--logging_strategy", "epoch", "--remove_unused_columns", "false", "--report_to", "none",
+        "--dataloader_num_workers", "0", "--disable_tqdm", "true", "--seed", "0", *extra,
+    ]
+
+
+def run_script(*args: str, env: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
+    """Run a repository script in a subprocess, as a user would."""
+    return subprocess.run(
+        [PYTHON, *args], cwd=REPO, capture_output=True, text=True, timeout=timeout,
+        env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})},
+    )
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory, quickdraw_mini) -> Path:
+    """One trained, evaluated and predicted run on quickdraw-mini, shared by tests that only read it."""
+    output_dir = tmp_path_factory.mktemp("tiny_run")
+    result = run_script("run_classification.py", *tiny_run_flags(quickdraw_mini, output_dir))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return output_dir
