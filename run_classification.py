@@ -14,16 +14,19 @@ import evaluate
 import numpy as np
 import torch
 import transformers
-from transformers import EarlyStoppingCallback, Trainer
-from transformers.trainer_utils import get_last_checkpoint
+from transformers import EarlyStoppingCallback, Trainer, set_seed
 
+from push_to_hub import PushError, check_push_arguments, push_run, take_over_push
 from sketch_data import SketchDataError, load_sketch_dataset
 from sketch_data.demo import build_digits_demo
 from sketch_data.transforms import SketchAugment, eval_transform, flipped, train_transform
 from sketch_train.arguments import DataArguments, ModelArguments, SketchTrainingArguments
+from sketch_train.checkpoints import last_complete_checkpoint
 from sketch_train.cli import parse_arguments
 from sketch_train.model import ModelSourceError, build_model
-from sketch_train.output_dir import OutputDirError, ensure_writable
+from sketch_train.model_card import run_summary, write_model_card
+from sketch_train.nan_guard import NanGuard, NonFiniteModelError
+from sketch_train.output_dir import OutputDirError, disk_full_message, ensure_writable
 from sketch_train.outputs import write_eval_predictions, write_submission
 
 logger = logging.getLogger("run_classification")
@@ -31,12 +34,15 @@ METRIC_PATH = str(Path(__file__).resolve().parent / "sketch_train" / "topk_accur
 
 
 def parse(argv: list[str] | None = None) -> tuple[ModelArguments, DataArguments, SketchTrainingArguments]:
-    return parse_arguments((ModelArguments, DataArguments, SketchTrainingArguments), argv)
+    arguments = parse_arguments((ModelArguments, DataArguments, SketchTrainingArguments), argv)
+    check_push_arguments(arguments[2])  # the Hub token comes from HF_TOKEN or `hf auth login`, never a flag
+    return arguments
 
 
 def main(model_args: ModelArguments, data_args: DataArguments, training_args: SketchTrainingArguments) -> dict:
     setup_logging(training_args)
     ensure_writable(training_args.output_dir)
+    push_repo = take_over_push(training_args)  # before the Trainer exists, which would push every checkpoint
 
     if data_args.build_demo_data:
         with training_args.main_process_first(desc="building the demo data"):
@@ -49,6 +55,7 @@ def main(model_args: ModelArguments, data_args: DataArguments, training_args: Sk
             seed=data_args.split_seed, bad_images=data_args.bad_images, check_images=training_args.process_index == 0,
         )
     label_names = data.label_names or _saved_label_names(model_args)
+    set_seed(training_args.seed)  # before the model: a new head (or random init) must not differ between runs
     model, processor = build_model(model_args, label_names)
     if training_args.channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -62,6 +69,7 @@ def main(model_args: ModelArguments, data_args: DataArguments, training_args: Sk
         data.splits["validation"].set_transform(batch_transform(to_eval))
 
     metric = evaluate.load(METRIC_PATH)
+    nan_guard = NanGuard(training_args.nan_policy)
     trainer = Trainer(
         model=model,
         args=training_args,
@@ -70,17 +78,20 @@ def main(model_args: ModelArguments, data_args: DataArguments, training_args: Sk
         processing_class=processor,
         data_collator=Collator(training_args.channels_last),
         compute_metrics=lambda p: metric.compute(predictions=p.predictions, references=p.label_ids),
-        callbacks=[EarlyStoppingCallback(training_args.early_stopping_patience)]
-        if training_args.early_stopping_patience else None,
+        callbacks=[nan_guard] + ([EarlyStoppingCallback(training_args.early_stopping_patience)]
+                                 if training_args.early_stopping_patience else []),
     )
     log_run_setup(training_args, data)
     results = {f"data_{k}": v for k, v in data.counts.items()}
 
     if training_args.do_train:
-        last_checkpoint = get_last_checkpoint(training_args.output_dir) if Path(training_args.output_dir).is_dir() else None
+        with training_args.main_process_first(desc="finding the last complete checkpoint"):
+            last_checkpoint = last_complete_checkpoint(training_args.output_dir)
         if last_checkpoint:
             logger.info("Resuming from %s", last_checkpoint)
         train_result = trainer.train(resume_from_checkpoint=last_checkpoint)
+        train_result.metrics.update(nan_guard.metrics())
+        nan_guard.check_final_model()  # a NaN model is never written as the result
         trainer.save_model()  # the best model when load_best_model_at_end, with config.json's pretrained_cfg
         trainer.log_metrics("train", train_result.metrics)
         trainer.save_metrics("train", {**train_result.metrics, **results})
@@ -104,8 +115,13 @@ def main(model_args: ModelArguments, data_args: DataArguments, training_args: Sk
             path = write_submission(test.with_format(None)["image_path"], logits, training_args.output_dir)
             logger.info("Wrote %s (%d rows)", path, len(logits))
 
-    if trainer.is_world_process_zero():
-        trainer.create_model_card(model_name=Path(training_args.output_dir).name, tags=["image-classification", "sketch", "timm"])
+    if trainer.is_world_process_zero() and training_args.do_train:
+        write_model_card(training_args.output_dir, run_summary(model_args, data_args, training_args), push_repo)
+    trainer.accelerator.end_training()  # leave the process group cleanly; exiting with gloo still up aborts the process
+    if push_repo and trainer.is_world_process_zero():
+        url = push_run(training_args.output_dir, push_repo, private=bool(training_args.hub_private_repo),
+                       revision=training_args.hub_revision)
+        logger.info("Pushed the model to %s", url)
     return results
 
 
@@ -146,13 +162,14 @@ def tta_logits(trainer: Trainer, dataset, transform, tta: list[str]) -> np.ndarr
 
 
 def log_run_setup(args: SketchTrainingArguments, data) -> None:
-    effective = args.per_device_train_batch_size * args.world_size * args.gradient_accumulation_steps
     precision = "fp16" if args.fp16 else "bf16" if args.bf16 else "fp32"
     sizes = ", ".join(f"{name} {len(split)}" for name, split in data.splits.items())
+    scaled = f" (scaled from batch {args.scale_lr_by_batch})" if args.scale_lr_by_batch else ""
     logger.info(
-        "Device %s | world size %d | precision %s | channels_last %s | batch %d x %d processes x %d accumulation = %d | %s",
+        "Device %s | world size %d | precision %s | channels_last %s | batch %d x %d processes x %d accumulation = %d "
+        "| learning rate %g%s | %s",
         args.device, args.world_size, precision, args.channels_last, args.per_device_train_batch_size,
-        args.world_size, args.gradient_accumulation_steps, effective, sizes,
+        args.world_size, args.gradient_accumulation_steps, args.effective_batch_size, args.learning_rate, scaled, sizes,
     )
 
 
@@ -165,10 +182,11 @@ def _saved_label_names(model_args: ModelArguments) -> list[str]:
 def setup_logging(args: SketchTrainingArguments) -> None:
     logging.basicConfig(format="%(asctime)s | %(levelname)-7s | %(name)s | %(message)s", datefmt="%H:%M:%S",
                         handlers=[logging.StreamHandler(sys.stdout)])
-    level = args.get_process_log_level()
-    logger.setLevel(level)
-    logging.getLogger("sketch_data").setLevel(level)
-    transformers.utils.logging.set_verbosity(level)
+    # Our own messages are few and worth reading on the main process; transformers keeps its --log_level.
+    ours = logging.INFO if args.process_index == 0 else logging.WARNING
+    for name in ("run_classification", "sketch_data", "sketch_train"):
+        logging.getLogger(name).setLevel(ours)
+    transformers.utils.logging.set_verbosity(args.get_process_log_level())
 
 
 def cli(argv: list[str] | None = None) -> int:
@@ -180,9 +198,18 @@ def cli(argv: list[str] | None = None) -> int:
         return 2
     try:
         main(*arguments)
-    except (SketchDataError, ModelSourceError, OutputDirError) as error:
+    except (SketchDataError, ModelSourceError, OutputDirError, NonFiniteModelError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except PushError as error:  # the run itself is complete and saved; only the push to the Hub failed
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    except Exception as error:
+        message = disk_full_message(error, arguments[2].output_dir)
+        if message is None:
+            raise  # a bug or an unexpected fault: the traceback is the useful report
+        print(f"error: {message}", file=sys.stderr)
+        return 1
     return 0
 
 

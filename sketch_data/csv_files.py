@@ -4,6 +4,7 @@ Every problem is reported by CSV line (the header is line 1) so it can be fixed 
 """
 
 import logging
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -37,8 +38,8 @@ def read_test_csv(csv_path: str | Path, image_dir: str | Path) -> pd.DataFrame:
     repeated = frame[frame.duplicated("image_path", keep=False)]
     if len(repeated):
         raise SketchDataError(
-            f"{csv_path}: {_lines(repeated)} repeat an image_path ({repeated.image_path.iloc[0]!r}). "
-            "A submission needs exactly one row per test image: remove the duplicate rows."
+            f"{csv_path}: {_lines(repeated)}: image_path {repeated.image_path.iloc[0]!r} appears more than once. "
+            "A submission needs exactly one row per test image: delete the repeated rows."
         )
     frame["file"] = _resolve_image_files(frame, csv_path, image_dir)
     return frame
@@ -50,8 +51,7 @@ def _read_csv(csv_path: str | Path, columns: list[str]) -> pd.DataFrame:
         raise SketchDataError(f"{path}: file not found. Pass the competition's CSV (see README, 'Data format').")
     if path.stat().st_size == 0:
         raise SketchDataError(f"{path}: the file is empty; expected a header line {','.join(columns)} and one row per image.")
-    # utf-8-sig drops a byte-order mark; str dtype keeps paths such as 001.JPEG intact.
-    frame = pd.read_csv(path, dtype=str, encoding="utf-8-sig", keep_default_na=False, skipinitialspace=True)
+    frame = _parse(path)
     frame.columns = [str(c).strip() for c in frame.columns]
     missing = [c for c in columns if c not in frame.columns]
     if missing:
@@ -59,21 +59,38 @@ def _read_csv(csv_path: str | Path, columns: list[str]) -> pd.DataFrame:
             f"{path}: missing column(s) {missing}; found {list(frame.columns)}. "
             f"The header must be {','.join(columns)}."
         )
-    if frame.empty:
-        raise SketchDataError(f"{path}: has a header but no rows.")
     frame = frame.apply(lambda column: column.str.strip())
-    frame.insert(0, "line", frame.index + 2)
+    frame.insert(0, "line", frame.index + 2)  # blank lines are kept until here, so this is the line in the file
+    frame = frame[(frame[columns] != "").any(axis=1)].reset_index(drop=True)  # a blank line holds no image
+    if frame.empty:
+        raise SketchDataError(f"{path}: has a header but no rows; add one row per image.")
     blank = frame[(frame[columns] == "").any(axis=1)]
     if len(blank):
-        raise SketchDataError(f"{path}: {_lines(blank)} have an empty value in {columns}; fill or delete them.")
+        raise SketchDataError(f"{path}: {_lines(blank)}: empty value in {columns}; fill in or delete those rows.")
     return frame
+
+
+def _parse(path: Path) -> pd.DataFrame:
+    try:
+        # utf-8-sig drops a byte-order mark; str dtype keeps paths such as 001.JPEG intact.
+        return pd.read_csv(path, dtype=str, encoding="utf-8-sig", keep_default_na=False, skipinitialspace=True,
+                           skip_blank_lines=False)
+    except pd.errors.ParserError as error:  # e.g. "Expected 3 fields in line 7, saw 4": a stray comma
+        detail = str(error).strip().removeprefix("Error tokenizing data. C error: ")
+        raise SketchDataError(f"{path}: cannot be read as CSV: {detail}. Quote values that contain commas.") from error
+    except UnicodeDecodeError as error:
+        raise SketchDataError(
+            f"{path}: is not UTF-8 text (byte {error.start}: {error.reason}); save it as UTF-8 CSV."
+        ) from error
 
 
 def _integer_targets(frame: pd.DataFrame, csv_path: str | Path) -> pd.Series:
     targets = pd.to_numeric(frame["target"], errors="coerce")
     bad = frame[targets.isna() | (targets != targets.round())]
     if len(bad):
-        raise SketchDataError(f"{csv_path}: {_lines(bad)} have a target that is not an integer ({bad.target.iloc[0]!r}).")
+        raise SketchDataError(
+            f"{csv_path}: {_lines(bad)}: target {bad.target.iloc[0]!r} is not an integer; targets are class numbers 0..N-1."
+        )
     return targets.astype(int)
 
 
@@ -82,12 +99,12 @@ def _drop_duplicate_rows(frame: pd.DataFrame, csv_path: str | Path) -> tuple[pd.
     conflicting = same_path.groupby("image_path").filter(lambda g: g[["class_name", "target"]].nunique().max() > 1)
     if len(conflicting):
         raise SketchDataError(
-            f"{csv_path}: {_lines(conflicting)} give {conflicting.image_path.iloc[0]!r} different labels. "
-            "Keep the row with the right label and delete the others."
+            f"{csv_path}: {_lines(conflicting)}: image_path {conflicting.image_path.iloc[0]!r} appears with "
+            "different labels. Keep the row with the right label and delete the others."
         )
     duplicated = frame.duplicated("image_path")
     if duplicated.any():
-        logger.warning("%s: dropped %d duplicate row(s): %s.", csv_path, duplicated.sum(), _lines(frame[duplicated]))
+        logger.warning("%s: dropped %d duplicate row(s), %s.", csv_path, duplicated.sum(), _lines(frame[duplicated]))
     return frame[~duplicated].reset_index(drop=True), int(duplicated.sum())
 
 
@@ -105,28 +122,30 @@ def _check_targets_match_class_names(frame: pd.DataFrame, csv_path: str | Path) 
     if len(wrong):
         row = wrong.iloc[0]
         raise SketchDataError(
-            f"{csv_path}: {_lines(wrong)} have a target that contradicts its class_name: line {row.line} says "
-            f"{row.class_name!r} is {row.target}, but the index of {row.class_name!r} among the "
-            f"{len(class_names)} sorted class names is {expected[wrong.index[0]]}. "
-            "Targets must be 0..N-1 in sorted class-name order; fix the target column."
+            f"{csv_path}: {_lines(wrong)}: target contradicts class_name: line {row.line} gives {row.class_name!r} "
+            f"target {row.target}, but {row.class_name!r} is class {expected[wrong.index[0]]} of the "
+            f"{len(class_names)} class names in sorted order. Fix the target column "
+            "(target = index of class_name among the sorted class names)."
         )
 
 
 def _resolve_image_files(frame: pd.DataFrame, csv_path: str | Path, image_dir: str | Path) -> list[str]:
-    root = Path(image_dir).resolve()
+    root = Path(os.path.abspath(image_dir))
     if not root.is_dir():
         raise SketchDataError(f"{image_dir}: image folder not found (needed by {csv_path}).")
-    files = [(root / p).resolve() for p in frame["image_path"]]
+    # Normalise the text of the path (no symlinks followed): "../" and absolute paths cannot leave the folder,
+    # while symlinks placed inside it by the data's owner (a cache, git-annex) keep working.
+    files = [Path(os.path.normpath(root / p)) for p in frame["image_path"]]
     escaping = frame[[Path(p).is_absolute() or not f.is_relative_to(root) for p, f in zip(frame.image_path, files)]]
     if len(escaping):
         raise SketchDataError(
-            f"{csv_path}: {_lines(escaping)} have an image_path outside {root} ({escaping.image_path.iloc[0]!r}). "
-            "image_path must be relative to the image folder and stay inside it."
+            f"{csv_path}: {_lines(escaping)}: image_path {escaping.image_path.iloc[0]!r} points outside the image "
+            f"folder {root}. image_path must be relative to that folder and stay inside it."
         )
     missing = frame[[not f.is_file() for f in files]]
     if len(missing):
         raise SketchDataError(
-            f"{csv_path}: {_lines(missing)} name images that do not exist under {root} "
+            f"{csv_path}: {_lines(missing)}: image not found under {root} "
             f"(first: {missing.image_path.iloc[0]!r}). Restore the files or delete those rows."
         )
     return [str(f) for f in files]

@@ -8,7 +8,7 @@ from datasets import ClassLabel, Dataset, DatasetDict, Features, Image, Value
 
 from .csv_files import read_test_csv, read_train_csv
 from .errors import SketchDataError
-from .images import find_bad_images
+from .images import scan_images
 from .labels import readable_names
 from .splits import split_indices
 
@@ -41,15 +41,20 @@ def load_sketch_dataset(
 
     `label` is a `ClassLabel` over the sorted class names, so label ids equal the competition's targets.
     Every split keeps `image_path` as written in its CSV, for the submission and the reports.
-    `bad_images` is "error" (stop and list them) or "skip" (leave training images out, with a count).
+    `bad_images` is "error" (stop and list them) or "skip" (leave training images out, with a count);
+    test images must all decode, since the submission needs a row for each. Images that decode but are
+    tiny or extreme strips are kept, listed in the log and counted. See README, "Data problems and what happens".
     """
     if bad_images not in ("error", "skip"):
         raise SketchDataError(f"bad_images={bad_images!r}: use 'error' or 'skip'.")
     splits, counts, class_names = DatasetDict(), {}, []
     if train_csv is not None:
         frame, counts = read_train_csv(train_csv, train_dir)
-        frame, counts["bad_train_images_skipped"] = _without_bad_images(frame, train_csv, bad_images, check_images)
+        # Before any image is skipped: a class whose images are all unusable keeps its label id (= its target).
         class_names = sorted(frame["class_name"].unique())
+        frame, counts["bad_train_images_skipped"], counts["odd_size_train_images"] = _checked_images(
+            frame, train_csv, bad_images, check_images
+        )
         train_idx, val_idx, counts["rare_class_images_kept_in_train"] = split_indices(
             frame["target"].tolist(), validation_split, num_folds, fold, seed
         )
@@ -64,7 +69,7 @@ def load_sketch_dataset(
             splits["validation"] = _dataset(frame.iloc[val_idx], labelled)
     if test_csv is not None:
         frame = read_test_csv(test_csv, test_dir)
-        _without_bad_images(frame, test_csv, "error", check_images)
+        _, _, counts["odd_size_test_images"] = _checked_images(frame, test_csv, "error", check_images)
         splits["test"] = _dataset(frame, Features({"image": Image(), "image_path": Value("string")}))
     return SketchData(splits, class_names, readable_names(class_names), counts)
 
@@ -80,17 +85,28 @@ def _dataset(frame, features: Features) -> Dataset:
     return Dataset.from_dict(columns, features=features)
 
 
-def _without_bad_images(frame, csv_path, policy: str, check_images: bool):
+def _checked_images(frame, csv_path, policy: str, check_images: bool):
+    """Return (the rows whose images decode, how many were skipped, how many have odd sizes)."""
     if not check_images:
-        return frame, 0
-    bad = find_bad_images(frame["file"].tolist(), desc=f"Checking {Path(csv_path).name} images")
-    if not bad:
-        return frame, 0
-    rows = frame[frame["file"].isin(bad)]
-    listing = "; ".join(f"line {r.line} {r.image_path}: {bad[r.file]}" for r in rows.head(5).itertuples())
-    more = f" (and {len(rows) - 5} more)" if len(rows) > 5 else ""
+        return frame, 0, 0
+    scan = scan_images(frame["file"].tolist(), desc=f"Checking {Path(csv_path).name} images")
+    if scan.odd_size:
+        logger.warning("%s: %d image(s) of odd size, kept and resized like the others: %s", csv_path,
+                       len(scan.odd_size), _listing(frame, scan.odd_size))
+    if not scan.bad:
+        return frame, 0, len(scan.odd_size)
+    bad_rows = frame["file"].isin(scan.bad)
+    listing = _listing(frame, scan.bad)
     if policy == "error":
         hint = "Replace or delete these files" + (", or pass --bad_images skip to leave them out of training." if "target" in frame else ".")
-        raise SketchDataError(f"{csv_path}: {len(rows)} unusable image(s): {listing}{more}. {hint}")
-    logger.warning("Skipping %d unusable training image(s): %s%s", len(rows), listing, more)
-    return frame[~frame["file"].isin(bad)].reset_index(drop=True), len(rows)
+        raise SketchDataError(f"{csv_path}: {bad_rows.sum()} unusable image(s): {listing}. {hint}")
+    logger.warning("%s: skipping %d unusable training image(s): %s", csv_path, bad_rows.sum(), listing)
+    kept = frame[~bad_rows].reset_index(drop=True)
+    return kept, int(bad_rows.sum()), len(set(scan.odd_size) & set(kept["file"]))
+
+
+def _listing(frame, reasons: dict[str, str], shown: int = 5) -> str:
+    """'line 7 cat/1.JPEG: is empty (0 bytes); ...' for the rows whose file has a reason."""
+    rows = frame[frame["file"].isin(reasons)]
+    listing = "; ".join(f"line {r.line} {r.image_path}: {reasons[r.file]}" for r in rows.head(shown).itertuples())
+    return listing + (f" (and {len(rows) - shown} more)" if len(rows) > shown else "")

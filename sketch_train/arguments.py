@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 import torch
 from transformers import TrainingArguments
 
+from .nan_guard import MAX_SKIPPED_IN_A_ROW, NAN_POLICIES
 from .precision import auto_precision
 
 
@@ -83,12 +84,39 @@ class SketchTrainingArguments(TrainingArguments):
     )
     channels_last: bool = field(default=True, metadata={"help": "channels_last layout for model and batches."})
     early_stopping_patience: int | None = field(default=None, metadata={"help": "Evaluations without improvement."})
+    nan_policy: str = field(
+        default="stop",
+        metadata={"help": "A step whose loss or gradients are NaN/inf is reported with its number and its update "
+                          "dropped; then 'stop' ends training, 'skip' goes on (and stops after "
+                          f"{MAX_SKIPPED_IN_A_ROW} bad steps in a row). A NaN model is never chosen as best."},
+    )
+    scale_lr_by_batch: int | None = field(
+        default=None,
+        metadata={"help": "Linear learning-rate scaling: learning_rate is the rate for this effective batch size, "
+                          "and the run uses learning_rate x effective batch / this (effective = per-device batch x "
+                          "processes x gradient accumulation), so a preset keeps its meaning on any number of GPUs."},
+    )
 
     def __post_init__(self):
         if self.per_device_train_batch_size < 1 or self.per_device_eval_batch_size < 1:
             raise ValueError("per_device_train_batch_size and per_device_eval_batch_size must be at least 1.")
+        if self.nan_policy not in NAN_POLICIES:
+            raise ValueError(f"nan_policy={self.nan_policy!r}: use {' or '.join(NAN_POLICIES)}.")
+        if self.scale_lr_by_batch is not None and self.scale_lr_by_batch < 1:
+            raise ValueError(f"scale_lr_by_batch={self.scale_lr_by_batch}: give the base batch size (at least 1).")
         self._apply_precision()
-        super().__post_init__()
+        if not torch.accelerator.is_available():
+            # Without it, processes started by accelerate launch/torchrun on a CPU-only machine each run alone
+            # (world size 1) instead of joining one gloo group.
+            self.use_cpu = True
+        super().__post_init__()  # sets up the devices, so world_size is known below
+        if self.scale_lr_by_batch:
+            self.learning_rate *= self.effective_batch_size / self.scale_lr_by_batch
+
+    @property
+    def effective_batch_size(self) -> int:
+        """Images per optimizer step over all processes."""
+        return self.per_device_train_batch_size * self.world_size * self.gradient_accumulation_steps
 
     def _apply_precision(self) -> None:
         if self.precision not in ("auto", "fp32", "fp16", "bf16"):

@@ -37,6 +37,8 @@ def build_model(model_args, label_names: list[str]) -> tuple[PreTrainedModel, Ti
     else:
         model = _pretrained(source, labels, model_kwargs, model_args.cache_dir)
     model.config.pretrained_cfg = _data_config(model.config.pretrained_cfg, model_args)
+    # TimmWrapperConfig.to_dict() keeps a checkpoint's old `label_names` over the new id2label: overwrite it.
+    model.config.label_names = list(label_names)
     return model, TimmWrapperImageProcessor(pretrained_cfg=model.config.pretrained_cfg)
 
 
@@ -68,6 +70,13 @@ def _pretrained(source: str, labels: dict, model_kwargs: dict, cache_dir: str | 
         raise ModelSourceError(
             f"{folder} has no config.json, so it is not a saved model. Point model_name_or_path at a run's "
             "output_dir or one of its checkpoint-* folders."
+        )
+    pickled = sorted(p.name for p in folder.glob("*.bin")) if folder.is_dir() else []
+    if pickled and not list(folder.glob("*.safetensors")):
+        raise ModelSourceError(
+            f"{folder} holds only pickled weights ({', '.join(pickled)}), which can run code when loaded; only "
+            "safetensors are loaded. If you trust their source, convert them with "
+            "safetensors.torch.save_file(torch.load(path, weights_only=True), 'model.safetensors')."
         )
     try:
         return AutoModelForImageClassification.from_pretrained(

@@ -1,0 +1,152 @@
+"""The model card (README.md) of a run: Hub metadata and a readable summary, every value read from the run's files.
+
+config.json gives the architecture, labels, preprocessing and licence; all_results.json the measured accuracy;
+trainer_state.json the per-epoch history; run_summary.json, written by the run, what those files do not keep (the
+base model, the data set, the hyperparameters).
+"""
+
+import json
+from pathlib import Path
+
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+SUMMARY_FILE = "run_summary.json"
+TEMPLATE = Path(__file__).with_name("model_card_template.md")
+SHOWN_LABELS = 8
+
+
+def run_summary(model_args, data_args, training_args) -> dict:
+    """The facts of a run that only its arguments know (never the token: TrainingArguments' own fields are picked)."""
+    precision = "bf16" if training_args.bf16 else "fp16" if training_args.fp16 else "fp32"
+    per_device = training_args.per_device_train_batch_size
+    return {
+        "base_model": hub_base_model(model_args.model_name_or_path),
+        "dataset": Path(data_args.train_dir).parent.name if data_args.train_dir else None,
+        "best_model_metric": training_args.metric_for_best_model if training_args.load_best_model_at_end else None,
+        "hyperparameters": {
+            "learning_rate": training_args.learning_rate,
+            "train_batch_size": per_device,
+            "total_train_batch_size": per_device * training_args.world_size * training_args.gradient_accumulation_steps,
+            "num_epochs": training_args.num_train_epochs,
+            "optimizer": getattr(training_args.optim, "value", training_args.optim),
+            "lr_scheduler_type": getattr(training_args.lr_scheduler_type, "value", training_args.lr_scheduler_type),
+            "warmup_steps": training_args.warmup_steps,
+            "weight_decay": training_args.weight_decay,
+            "label_smoothing_factor": training_args.label_smoothing_factor,
+            "precision": precision,
+            "seed": training_args.seed,
+        },
+    }
+
+
+def hub_base_model(model_name_or_path: str) -> str | None:
+    """The Hub checkpoint a run starts from: an owner/name id, or the base model of a local run folder it continues."""
+    source = Path(model_name_or_path)
+    if source.is_dir():
+        return _read_json(source / SUMMARY_FILE).get("base_model")
+    return model_name_or_path if "/" in model_name_or_path and not source.exists() else None
+
+
+def write_model_card(output_dir: str | Path, summary: dict, model_id: str | None = None) -> Path:
+    """Save the run summary beside the model, then the card built from the folder; returns the README.md path."""
+    folder = Path(output_dir)
+    (folder / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
+    path = folder / "README.md"
+    build_model_card(folder, model_id).save(path)
+    return path
+
+
+def build_model_card(output_dir: str | Path, model_id: str | None = None) -> ModelCard:
+    """The card of the run in `output_dir`; `model_id` (the Hub repo) is what its usage example loads."""
+    folder = Path(output_dir)
+    config = _read_json(folder / "config.json")
+    results = _read_json(folder / "all_results.json")
+    state = _read_json(folder / "trainer_state.json")
+    summary = _read_json(folder / SUMMARY_FILE)
+    model_id = model_id or str(folder)
+    model_name = model_id.rstrip("/").split("/")[-1]
+    pretrained_cfg = config.get("pretrained_cfg", {})
+    labels = label_names(config)
+    dataset = summary.get("dataset")
+
+    card_data = ModelCardData(
+        library_name="transformers",
+        pipeline_tag="image-classification",
+        tags=["image-classification", "timm", "sketch", config.get("architecture")],
+        datasets=[dataset] if dataset else None,
+        base_model=summary.get("base_model"),
+        license=pretrained_cfg.get("license", "other"),
+        metrics=["accuracy", "top_5_accuracy"],
+        model_name=model_name,
+        eval_results=eval_results(results, dataset or "validation set") or None,
+    )
+    best_metric = summary.get("best_model_metric")
+    return ModelCard.from_template(
+        card_data,
+        template_str=TEMPLATE.read_text(),
+        model_id=model_id,
+        model_name=model_name,
+        architecture=config.get("architecture"),
+        dataset=dataset,
+        num_labels=len(labels),
+        label_preview=label_preview(labels),
+        results=result_rows(results),
+        epochs=epoch_rows(state.get("log_history", [])),
+        best_step=state.get("best_global_step") if best_metric else None,
+        best_metric=best_metric,
+        hyperparameters=list(summary.get("hyperparameters", {}).items())
+        or [("train_batch_size", state.get("train_batch_size")), ("num_epochs", state.get("num_train_epochs"))],
+        preprocessing=preprocessing(pretrained_cfg),
+    )
+
+
+def label_names(config: dict) -> list[str]:
+    if config.get("label_names"):
+        return list(config["label_names"])
+    id2label = config.get("id2label", {})
+    return [id2label[key] for key in sorted(id2label, key=int)]
+
+
+def label_preview(labels: list[str]) -> str:
+    shown = ", ".join(labels[:SHOWN_LABELS])
+    return f"{shown} and {len(labels) - SHOWN_LABELS} more" if len(labels) > SHOWN_LABELS else shown
+
+
+def eval_results(results: dict, dataset: str) -> list[EvalResult]:
+    """model-index entries for the accuracy and top-5 accuracy that the run's final evaluation measured."""
+    metrics = [("accuracy", "Accuracy", "eval_accuracy"), ("top_5_accuracy", "Top-5 accuracy", "eval_top5_accuracy")]
+    return [
+        EvalResult(task_type="image-classification", task_name="Image Classification", dataset_type=dataset,
+                   dataset_name=dataset, dataset_split="validation", metric_type=metric, metric_name=name,
+                   metric_value=results[key])
+        for metric, name, key in metrics if key in results
+    ]
+
+
+def result_rows(results: dict) -> list[tuple[str, str]]:
+    names = {"eval_accuracy": "Accuracy", "eval_top5_accuracy": "Top-5 accuracy", "eval_loss": "Loss"}
+    return [(name, f"{results[key]:.4f}") for key, name in names.items() if key in results]
+
+
+def epoch_rows(log_history: list[dict]) -> list[list[str]]:
+    """One row per evaluation during training, beside the training loss logged at the same step."""
+    train_loss = {entry["step"]: entry["loss"] for entry in log_history if "loss" in entry}
+    rows = []
+    for entry in log_history:
+        if "eval_loss" in entry:
+            values = [train_loss.get(entry["step"]), entry["eval_loss"], entry.get("eval_accuracy"),
+                      entry.get("eval_top5_accuracy")]
+            rows.append([f"{entry['epoch']:g}", str(entry["step"]),
+                         *("—" if value is None else f"{value:.4f}" for value in values)])
+    return rows
+
+
+def preprocessing(pretrained_cfg: dict) -> str:
+    size = pretrained_cfg.get("input_size", [3, "?", "?"])
+    return (f"{size[1]}×{size[2]} pixels, {pretrained_cfg.get('interpolation', 'bilinear')} resize, "
+            f"crop_pct {pretrained_cfg.get('crop_pct', 1.0)}, mean {pretrained_cfg.get('mean')}, "
+            f"std {pretrained_cfg.get('std')}")
+
+
+def _read_json(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.is_file() else {}

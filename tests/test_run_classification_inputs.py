@@ -1,0 +1,106 @@
+"""Bad options and messy data through `python run_classification.py`: one line and exit 2, or a counted policy."""
+
+import json
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
+
+import pandas as pd
+import pytest
+from PIL import Image
+
+from conftest import run_script, tiny_run_flags
+
+OPTION_CASES = {
+    "fp16 on a CPU-only machine": (
+        ["--fp16", "true"],
+        "error: fp16 needs a CUDA GPU and none is visible: use --precision bf16 or fp32 on this machine.",
+    ),
+    "fold >= num_folds": (
+        ["--num_folds", "5", "--fold", "5"],
+        "error: fold=5 with num_folds=5: need num_folds >= 2 and 0 <= fold < num_folds.",
+    ),
+    "batch size 0": (
+        ["--per_device_train_batch_size", "0"],
+        "error: per_device_train_batch_size and per_device_eval_batch_size must be at least 1.",
+    ),
+    "unknown timm architecture": (
+        ["--model_name_or_path", "convnext_nonexistent"],
+        "error: model_name_or_path='convnext_nonexistent' is not a timm architecture, a local folder or a Hub id "
+        "(owner/name). Similar timm names: ",
+    ),
+    "checkpoint folder without config.json": (
+        ["--model_name_or_path", "{empty_dir}"],
+        "error: {empty_dir} has no config.json, so it is not a saved model. Point model_name_or_path at a run's "
+        "output_dir or one of its checkpoint-* folders.",
+    ),
+    "unknown nan_policy": (["--nan_policy", "ignore"], "error: nan_policy='ignore': use stop or skip."),
+}
+
+
+@pytest.fixture(scope="module")
+def option_runs(tmp_path_factory, quickdraw_mini) -> dict[str, tuple[subprocess.CompletedProcess, str]]:
+    """Every case as its own `python run_classification.py` process, run side by side to save wall time."""
+    root = tmp_path_factory.mktemp("options")
+    (root / "empty_dir").mkdir()
+
+    def run(name: str) -> tuple[subprocess.CompletedProcess, str]:
+        flags, expected = OPTION_CASES[name]
+        flags = [f.format(empty_dir=root / "empty_dir") for f in flags]
+        output_dir = root / name.replace(" ", "_")
+        result = run_script("run_classification.py", *tiny_run_flags(quickdraw_mini, output_dir, *flags))
+        return result, expected.format(empty_dir=root / "empty_dir")
+
+    with ThreadPoolExecutor(3) as pool:
+        return dict(zip(OPTION_CASES, pool.map(run, OPTION_CASES)))
+
+
+@pytest.mark.parametrize("case", list(OPTION_CASES))
+def test_impossible_option_gives_one_line_and_exit_2(option_runs, case):
+    result, expected = option_runs[case]
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    error_lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(error_lines) == 1 and error_lines[0].startswith(expected), error_lines
+
+
+def messy_copy(root, source):
+    """quickdraw-mini plus: a duplicated row, a truncated image, a class with one 1x1 px image, test.csv with targets."""
+    (root / "train" / "extra").mkdir(parents=True)
+    for folder in (source / "train").iterdir():
+        (root / "train" / folder.name).symlink_to(folder)
+    (root / "test").symlink_to(source / "test")
+    jpeg = (source / "test" / "0.JPEG").read_bytes()
+    (root / "train" / "extra" / "truncated.JPEG").write_bytes(jpeg[: len(jpeg) // 3])
+    Image.new("L", (1, 1), 255).save(root / "train" / "extra" / "dot.JPEG", "PNG")
+    train = pd.read_csv(source / "train.csv")
+    extra = pd.DataFrame({"class_name": [train.class_name[0], "zigzag"],
+                          "image_path": ["extra/truncated.JPEG", "extra/dot.JPEG"],
+                          "target": [train.target[0], 10]})
+    pd.concat([train, train.iloc[[5]], extra]).to_csv(root / "train.csv", index=False)
+    pd.read_csv(source / "solution.csv")[["image_path", "target"]].to_csv(root / "test.csv", index=False)
+    return root
+
+
+def test_messy_data_policies_are_counted_in_the_log_and_all_results(tmp_path, quickdraw_mini):
+    data = messy_copy(tmp_path / "data", quickdraw_mini)
+    output_dir = tmp_path / "run"
+    result = run_script("run_classification.py", *tiny_run_flags(
+        data, output_dir, "--bad_images", "skip", "--max_steps", "2", "--eval_strategy", "no", "--save_strategy", "no",
+        "--load_best_model_at_end", "false"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    expected = {
+        "data_duplicate_train_rows_dropped": 1, "data_bad_train_images_skipped": 1, "data_odd_size_train_images": 1,
+        "data_rare_class_images_kept_in_train": 1, "data_odd_size_test_images": 0,
+    }
+    for name in ("all_results.json", "train_results.json"):
+        results = json.loads((output_dir / name).read_text())
+        assert {k: v for k, v in results.items() if k.startswith("data_")} == expected, name
+    log = result.stdout + result.stderr
+    csv = data / "train.csv"
+    assert f"{csv}: dropped 1 duplicate row(s), line 82." in log
+    assert f"{csv}: skipping 1 unusable training image(s): line 83 extra/truncated.JPEG: is truncated or corrupt" in log
+    assert f"{csv}: 1 image(s) of odd size, kept and resized like the others: line 84 extra/dot.JPEG: is only 1x1 px" in log
+    assert "1 image(s) of classes too small to stratify were kept in train only." in log
+    assert f"{data / 'test.csv'}: ignoring column(s) ['target']; only image_path is used for prediction." in log
+    submission = pd.read_csv(output_dir / "submission.csv")
+    assert len(submission) == 20 and submission.target.between(0, 10).all()  # 11 classes with zigzag
