@@ -98,7 +98,8 @@ def _checked_images(frame, csv_path, policy: str, check_images: bool):
     bad_rows = frame["file"].isin(scan.bad)
     listing = _listing(frame, scan.bad)
     if policy == "error":
-        hint = "Replace or delete these files" + (", or pass --bad_images skip to leave them out of training." if "target" in frame else ".")
+        skip = ", or pass --bad_images skip to leave them out of training." if "target" in frame else "."
+        hint = "Replace or delete these files" + skip
         raise SketchDataError(f"{csv_path}: {bad_rows.sum()} unusable image(s): {listing}. {hint}")
     logger.warning("%s: skipping %d unusable training image(s): %s", csv_path, bad_rows.sum(), listing)
     kept = frame[~bad_rows].reset_index(drop=True)

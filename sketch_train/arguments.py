@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 import torch
 from transformers import TrainingArguments
 
+from .data_loading import AUTO_WORKERS, auto_num_workers
 from .nan_guard import MAX_SKIPPED_IN_A_ROW, NAN_POLICIES
 from .precision import auto_precision
 
@@ -56,6 +57,12 @@ class DataArguments:
     rotate_degrees: float = 0.0
     translate: float = 0.0
     scale: float = 0.0
+    preresize_cache: str | None = field(
+        default=None,
+        metadata={"help": "Folder for a decoded copy of the images, resized once to the eval resize size (Arrow files "
+                          "written with datasets.map); later runs with the same images and size reuse it. Pays off "
+                          "for large JPEGs (see README, \"Speed\")."},
+    )
     tta: list[str] = field(
         default_factory=list, metadata={"help": "Test-time augmentation for --do_predict: any of hflip, vflip."}
     )
@@ -83,6 +90,14 @@ class SketchTrainingArguments(TrainingArguments):
                           "Explicit --fp16/--bf16 win."},
     )
     channels_last: bool = field(default=True, metadata={"help": "channels_last layout for model and batches."})
+    dataloader_num_workers: int = field(
+        default=AUTO_WORKERS,
+        metadata={"help": f"Data-loading processes; {AUTO_WORKERS} picks them from the machine (per process: cores - 1 "
+                          "on a GPU, up to 8; cores / 4 on a CPU, at least 1); 0 loads in the training process."},
+    )
+    dataloader_persistent_workers: bool = field(
+        default=True, metadata={"help": "Keep the workers between epochs (ignored with 0 workers)."}
+    )
     early_stopping_patience: int | None = field(default=None, metadata={"help": "Evaluations without improvement."})
     nan_policy: str = field(
         default="stop",
@@ -105,6 +120,7 @@ class SketchTrainingArguments(TrainingArguments):
         if self.scale_lr_by_batch is not None and self.scale_lr_by_batch < 1:
             raise ValueError(f"scale_lr_by_batch={self.scale_lr_by_batch}: give the base batch size (at least 1).")
         self._apply_precision()
+        self._apply_workers()
         if not torch.accelerator.is_available():
             # Without it, processes started by accelerate launch/torchrun on a CPU-only machine each run alone
             # (world size 1) instead of joining one gloo group.
@@ -117,6 +133,14 @@ class SketchTrainingArguments(TrainingArguments):
     def effective_batch_size(self) -> int:
         """Images per optimizer step over all processes."""
         return self.per_device_train_batch_size * self.world_size * self.gradient_accumulation_steps
+
+    def _apply_workers(self) -> None:
+        if self.dataloader_num_workers < AUTO_WORKERS:
+            raise ValueError(f"dataloader_num_workers={self.dataloader_num_workers}: use {AUTO_WORKERS} (auto), 0 or more.")
+        if self.dataloader_num_workers == AUTO_WORKERS:
+            self.dataloader_num_workers = auto_num_workers(uses_gpu=not self.use_cpu and torch.accelerator.is_available())
+        if self.dataloader_num_workers == 0:
+            self.dataloader_persistent_workers = False  # DataLoader refuses persistent workers without workers
 
     def _apply_precision(self) -> None:
         if self.precision not in ("auto", "fp32", "fp16", "bf16"):

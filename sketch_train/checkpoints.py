@@ -29,7 +29,8 @@ def last_complete_checkpoint(output_dir: str | Path) -> str | None:
     folder = Path(output_dir)
     if not folder.is_dir():
         return None
-    found = [(int(m.group(1)), path) for path in folder.iterdir() if (m := CHECKPOINT_NAME.match(path.name)) and path.is_dir()]
+    found = [(int(m.group(1)), path) for path in folder.iterdir()
+             if (m := CHECKPOINT_NAME.match(path.name)) and path.is_dir()]
     for step, checkpoint in sorted(found, reverse=True):
         problem = incomplete_because(checkpoint, step)
         if problem is None:

@@ -20,7 +20,7 @@ MAX_SKIPPED_IN_A_ROW = 10
 
 
 class NonFiniteModelError(RuntimeError):
-    """Training ended with NaN/inf weights, so there is no model worth saving."""
+    """Training ended with a model whose weights or evaluation are NaN/inf: not worth saving as the result."""
 
 
 class NanGuard(TrainerCallback):
@@ -47,7 +47,8 @@ class NanGuard(TrainerCallback):
         self._hook = model.register_forward_hook(self._record_loss)
 
     def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
-        problem = self._step_problem(model, args.device, check_gradients=not args.fp16)
+        scaler = _has_grad_scaler(args)
+        problem = self._step_problem(model, args.device, check_gradients=not scaler)
         self._losses_finite = None
         if problem is None:
             self._in_a_row = 0
@@ -55,7 +56,7 @@ class NanGuard(TrainerCallback):
         step = state.global_step + 1
         self.bad_steps.append(step)
         self._in_a_row += 1
-        if not args.fp16:  # fp16's grad scaler sees the same non-finite gradients and skips the step by itself
+        if not scaler:  # a grad scaler sees the same non-finite gradients and skips the step by itself
             for parameter in model.parameters():
                 parameter.grad = None  # optimizers leave parameters without a gradient untouched
         precision = "fp16" if args.fp16 else "bf16" if args.bf16 else "fp32"
@@ -131,6 +132,11 @@ class NanGuard(TrainerCallback):
             finite = finite.to(torch.int32)  # not every backend reduces bools
             torch.distributed.all_reduce(finite, op=torch.distributed.ReduceOp.MIN)
         return bool(finite)
+
+
+def _has_grad_scaler(args) -> bool:
+    """As accelerate decides: fp16 off the CPU gets a GradScaler, whose overflowing steps are routine, not faults."""
+    return args.fp16 and args.device.type != "cpu" and not args.deepspeed
 
 
 def _is_finite(model) -> bool:

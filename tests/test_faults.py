@@ -14,7 +14,7 @@ from conftest import PYTHON, REPO, run_script, tiny_run_flags
 from sketch_train.checkpoints import incomplete_because
 from sketch_train.output_dir import OutputDirError, ensure_writable
 
-MAX_STEPS = 16  # 4 steps per epoch on quickdraw-mini: 4 epochs
+MAX_STEPS = 8  # 4 steps per epoch on quickdraw-mini: 2 epochs
 
 
 def step_flags(data_dir, output_dir, *extra: str) -> list[str]:
@@ -35,12 +35,14 @@ def start_and_kill_after_first_checkpoint(flags: list[str], output_dir: Path, lo
     with open(log, "w") as out:
         process = subprocess.Popen([PYTHON, "run_classification.py", *flags], cwd=REPO, stdout=out,
                                    stderr=subprocess.STDOUT, env={**os.environ, "HF_HUB_OFFLINE": "1"})
-        deadline = time.monotonic() + 300
-        while not complete_checkpoints(output_dir) and process.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert process.poll() is None, "the run ended before it could be killed:\n" + log.read_text()[-2000:]
-        process.kill()  # SIGKILL: no handler, no cleanup, like the OOM killer or a pre-empted job
-        process.wait()
+        try:
+            deadline = time.monotonic() + 300
+            while not complete_checkpoints(output_dir) and process.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert process.poll() is None, "the run ended before it could be killed:\n" + log.read_text()[-2000:]
+        finally:
+            process.kill()  # SIGKILL: no handler, no cleanup, like the OOM killer or a pre-empted job
+            process.wait()
 
 
 def plant_half_written(output_dir: Path, step: int) -> Path:
@@ -107,7 +109,7 @@ def small_disk(tmp_path):
 
 def test_disk_full_is_one_line_and_the_cut_off_checkpoint_is_never_resumed(small_disk, quickdraw_mini):
     output_dir = small_disk / "run"
-    flags = step_flags(quickdraw_mini, output_dir, "--max_steps", "8", "--save_total_limit", "3")
+    flags = step_flags(quickdraw_mini, output_dir, "--save_total_limit", "3")
     full = run_script("run_classification.py", *flags)
     assert full.returncode == 1, full.stdout[-3000:] + full.stderr[-3000:]
     assert "Traceback" not in full.stderr

@@ -28,13 +28,14 @@ class Toy(nn.Module):
         return {"loss": nn.functional.cross_entropy(logits.float(), labels), "logits": logits}
 
 
-def train(tmp_path, bad_calls: set[int], guard: NanGuard | None, steps: int = 6) -> tuple[Toy, Trainer]:
+def train(tmp_path, bad_calls: set[int], guard: NanGuard | None, steps: int = 6, precision: str = "bf16"):
     torch.manual_seed(0)
     data = [{"x": torch.randn(4), "labels": i % 3} for i in range(2 * steps)]
     model = Toy(bad_calls)
     args = TrainingArguments(
-        output_dir=str(tmp_path), max_steps=steps, per_device_train_batch_size=2, learning_rate=0.1, bf16=True,
-        use_cpu=True, save_strategy="no", report_to="none", disable_tqdm=True, logging_strategy="no",
+        output_dir=str(tmp_path), max_steps=steps, per_device_train_batch_size=2, learning_rate=0.1,
+        bf16=precision == "bf16", fp16=precision == "fp16", use_cpu=True, save_strategy="no", report_to="none",
+        disable_tqdm=True, logging_strategy="no",
     )
     trainer = Trainer(model=model, args=args, train_dataset=data, callbacks=[guard] if guard else None)
     trainer.train()
@@ -63,15 +64,17 @@ def test_stop_reports_the_step_drops_its_update_and_ends_training(tmp_path, capl
     guard.check_final_model()  # finite: nothing raised
 
 
-def test_skip_drops_only_the_bad_steps_and_finishes(tmp_path, caplog):
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])  # fp16 on CPU: autocast without a grad scaler
+def test_skip_drops_only_the_bad_steps_and_finishes(tmp_path, caplog, precision):
     guard = NanGuard("skip")
     with caplog.at_level(logging.WARNING, logger="sketch_train"):
-        model, trainer = train(tmp_path, {3, 5}, guard)
+        model, trainer = train(tmp_path, {3, 5}, guard, precision=precision)
     assert trainer.state.global_step == 6
     assert torch.isfinite(weights(model)).all()
     assert guard.bad_steps == [3, 5] and guard.stopped_at is None
     assert guard.metrics() == {"train_nonfinite_steps": 2}
-    assert "Step 5: training loss is NaN/inf under bf16; skipped this batch's update (--nan_policy skip)." in caplog.text
+    assert f"Step 5: training loss is NaN/inf under {precision}; skipped this batch's update (--nan_policy skip)." \
+        in caplog.text
 
 
 def test_skip_gives_up_after_too_many_bad_steps_in_a_row(tmp_path):
