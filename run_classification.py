@@ -18,6 +18,7 @@ from transformers import EarlyStoppingCallback, Trainer, set_seed
 
 from push_to_hub import PushError, check_push_arguments, push_run, take_over_push
 from sketch_data import SketchDataError, load_sketch_dataset
+from sketch_data.cache import preresize_splits
 from sketch_data.demo import build_digits_demo
 from sketch_data.transforms import SketchAugment, eval_transform, flipped, train_transform
 from sketch_train.arguments import DataArguments, ModelArguments, SketchTrainingArguments
@@ -39,7 +40,9 @@ def parse(argv: list[str] | None = None) -> tuple[ModelArguments, DataArguments,
     return arguments
 
 
-def main(model_args: ModelArguments, data_args: DataArguments, training_args: SketchTrainingArguments) -> dict:
+def main(model_args: ModelArguments, data_args: DataArguments, training_args: SketchTrainingArguments,
+         extra_callbacks: list | None = None) -> dict:
+    """Train, evaluate and predict as the arguments say; `extra_callbacks` join the Trainer's (e.g. a benchmark's timer)."""
     setup_logging(training_args)
     ensure_writable(training_args.output_dir)
     push_repo = take_over_push(training_args)  # before the Trainer exists, which would push every checkpoint
@@ -59,6 +62,9 @@ def main(model_args: ModelArguments, data_args: DataArguments, training_args: Sk
     model, processor = build_model(model_args, label_names)
     if training_args.channels_last:
         model = model.to(memory_format=torch.channels_last)
+    if data_args.preresize_cache:
+        with training_args.main_process_first(desc="pre-resizing the images"):
+            data.splits = preresize_splits(data.splits, processor, data_args.preresize_cache)
 
     augment = SketchAugment(data_args.hflip, data_args.vflip, data_args.rotate_degrees, data_args.translate,
                             data_args.scale, data_args.augment)
@@ -79,7 +85,7 @@ def main(model_args: ModelArguments, data_args: DataArguments, training_args: Sk
         data_collator=Collator(training_args.channels_last),
         compute_metrics=lambda p: metric.compute(predictions=p.predictions, references=p.label_ids),
         callbacks=[nan_guard] + ([EarlyStoppingCallback(training_args.early_stopping_patience)]
-                                 if training_args.early_stopping_patience else []),
+                                 if training_args.early_stopping_patience else []) + list(extra_callbacks or []),
     )
     log_run_setup(training_args, data)
     results = {f"data_{k}": v for k, v in data.counts.items()}
@@ -99,7 +105,8 @@ def main(model_args: ModelArguments, data_args: DataArguments, training_args: Sk
         results.update(train_result.metrics)
 
     if training_args.do_eval and "validation" in data.splits:
-        output = trainer.predict(data.splits["validation"], metric_key_prefix="eval")
+        with torch.inference_mode():
+            output = trainer.predict(data.splits["validation"], metric_key_prefix="eval")
         trainer.log_metrics("eval", output.metrics)
         trainer.save_metrics("eval", output.metrics)
         results.update(output.metrics)
@@ -157,7 +164,8 @@ def tta_logits(trainer: Trainer, dataset, transform, tta: list[str]) -> np.ndarr
     total = 0
     for view in views:
         dataset.set_transform(batch_transform(view))
-        total = total + trainer.predict(dataset, metric_key_prefix="test").predictions
+        with torch.inference_mode():  # cheaper than Trainer's no_grad; same batches, precision and layout
+            total = total + trainer.predict(dataset, metric_key_prefix="test").predictions
     return total / len(views)
 
 

@@ -40,7 +40,9 @@ def plot_confusion_top(matrix: np.ndarray, classes: list[int], names: list[str],
     ax.set_xlabel("predicted class")
     ax.set_ylabel("true class")
     ax.set_title(f"The {len(classes)} most confused classes (counts; grey diagonal = correct)")
-    fig.colorbar(image, ax=ax, fraction=0.04, pad=0.02, label="images predicted as the column's class")
+    colorbar = fig.colorbar(image, ax=ax, fraction=0.04, pad=0.02, label="images predicted as the column's class")
+    colorbar.locator = MaxNLocator(integer=True)  # counts, not fractions
+    colorbar.update_ticks()
     return save(fig, path)
 
 

@@ -30,7 +30,7 @@ class TopkAccuracy(evaluate.Metric):
 
     def _compute(self, predictions, references, k: int = 5):
         scores, labels = np.asarray(predictions), np.asarray(references)
-        top_k = np.argsort(-scores, axis=1)[:, :k]  # with fewer than k classes, every class is in the top k
+        top_k = np.argsort(-scores, axis=1, kind="stable")[:, :k]  # with fewer than k classes, every class is in the top k
         return {
             "accuracy": float((top_k[:, 0] == labels).mean()),
             f"top{k}_accuracy": float((top_k == labels[:, None]).any(axis=1).mean()),

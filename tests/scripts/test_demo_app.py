@@ -148,7 +148,7 @@ def test_strokes_drawn_with_the_mouse_get_predictions(page, tiny_run):
     for (x0, y0), (x1, y1) in [((-1, -0.6), (1, -0.6)), ((0, -1), (0, 1)), ((-1, 1), (1, 0.2))]:
         page.mouse.move(cx + x0 * r, cy + y0 * r)
         page.mouse.down()
-        page.mouse.move(cx + x1 * r, cy + y1 * r, steps=15)
+        page.mouse.move(cx + x1 * r, cy + y1 * r, steps=5)  # each step repaints (~0.5 s in software rendering)
         page.mouse.up()
 
     top1, listed = top_labels(page, "drawing-label")
