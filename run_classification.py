@@ -20,15 +20,18 @@ from push_to_hub import PushError, check_push_arguments, push_run, take_over_pus
 from sketch_data import SketchDataError, load_sketch_dataset
 from sketch_data.cache import preresize_splits
 from sketch_data.demo import build_digits_demo
-from sketch_data.transforms import SketchAugment, eval_transform, flipped, train_transform
+from sketch_data.transforms import SketchAugment, eval_transform, flipped
 from sketch_train.arguments import DataArguments, ModelArguments, SketchTrainingArguments
 from sketch_train.checkpoints import last_complete_checkpoint
 from sketch_train.cli import parse_arguments
+from sketch_train.curriculum import staged_train_transform
 from sketch_train.model import ModelSourceError, build_model
 from sketch_train.model_card import run_summary, write_model_card
 from sketch_train.nan_guard import NanGuard, NonFiniteModelError
+from sketch_train.optim import freeze_backbone
 from sketch_train.output_dir import OutputDirError, disk_full_message, ensure_writable
 from sketch_train.outputs import write_eval_predictions, write_submission
+from sketch_train.recipe import build_recipe
 
 logger = logging.getLogger("run_classification")
 METRIC_PATH = str(Path(__file__).resolve().parent / "sketch_train" / "topk_accuracy.py")
@@ -62,6 +65,8 @@ def main(model_args: ModelArguments, data_args: DataArguments, training_args: Sk
     model, processor = build_model(model_args, label_names)
     if training_args.channels_last:
         model = model.to(memory_format=torch.channels_last)
+    if model_args.freeze_backbone:
+        freeze_backbone(model, model_args.unfreeze_last_n_blocks)
     if data_args.preresize_cache:
         with training_args.main_process_first(desc="pre-resizing the images"):
             data.splits = preresize_splits(data.splits, processor, data_args.preresize_cache)
@@ -69,8 +74,11 @@ def main(model_args: ModelArguments, data_args: DataArguments, training_args: Sk
     augment = SketchAugment(data_args.hflip, data_args.vflip, data_args.rotate_degrees, data_args.translate,
                             data_args.scale, data_args.augment)
     to_eval = eval_transform(processor)
+    to_train = staged_train_transform(processor, augment, data_args.curriculum)  # one transform per curriculum stage
+    # mixup/CutMix, layer decay, EMA, curriculum: whichever options are on, as Trainer arguments
+    recipe = build_recipe(model, training_args, Collator(training_args.channels_last), to_train, len(label_names))
     if "train" in data.splits:
-        data.splits["train"].set_transform(batch_transform(train_transform(processor, augment)))
+        data.splits["train"].set_transform(recipe.train_batches(batch_transform(to_train)))
     if "validation" in data.splits:
         data.splits["validation"].set_transform(batch_transform(to_eval))
 
@@ -82,11 +90,15 @@ def main(model_args: ModelArguments, data_args: DataArguments, training_args: Sk
         train_dataset=data.splits.get("train") if training_args.do_train else None,
         eval_dataset=data.splits.get("validation"),
         processing_class=processor,
-        data_collator=Collator(training_args.channels_last),
+        data_collator=recipe.collator,
+        compute_loss_func=recipe.compute_loss_func,
+        optimizers=(recipe.optimizer, None),
         compute_metrics=lambda p: metric.compute(predictions=p.predictions, references=p.label_ids),
-        callbacks=[nan_guard] + ([EarlyStoppingCallback(training_args.early_stopping_patience)]
-                                 if training_args.early_stopping_patience else []) + list(extra_callbacks or []),
+        callbacks=[nan_guard] + recipe.callbacks + ([EarlyStoppingCallback(training_args.early_stopping_patience)]
+                                                    if training_args.early_stopping_patience else [])
+        + list(extra_callbacks or []),
     )
+    recipe.attach(trainer)
     log_run_setup(training_args, data)
     results = {f"data_{k}": v for k, v in data.counts.items()}
 

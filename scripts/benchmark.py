@@ -11,6 +11,7 @@ For each model, in the same run and each in a fresh process:
   cached   the same with --preresize_cache (images decoded and resized once, before training)
   naive    the same model in fp32, NCHW, loading in the training process (0 workers), for-loop AdamW
   compute  a plain PyTorch loop on pre-made tensors: same model, resolution, precision and batch, no data, no Trainer
+  compiled (only when asked for with --setups) the default setup with --torch_compile true
 Training images/s are medians over windows of steps after warm-up steps. MFU = images/s x 3 x forward FLOPs
 (FlopCounterMode) / the matmul peak of the same precision, measured in the same run.
 """
@@ -31,10 +32,11 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # run_classification and the packages, also in the spawned processes
 
-import benchmark_measure as measure  # noqa: E402  (scripts/ is on sys.path when this file runs)
+from scripts import benchmark_measure as measure  # noqa: E402
 from sketch_train.precision import auto_precision  # noqa: E402
 
 SETUPS = ("default", "cached", "naive", "compute")
+OPTIONAL_SETUPS = ("compiled",)  # measured on request: compiling takes 30-60 s per model on 2 cores
 NAIVE_FLAGS = ["--precision", "fp32", "--channels_last", "false", "--dataloader_num_workers", "0",
                "--optim", "adamw_torch"]
 DEFAULT_MODELS = {"cpu": ["convnext_atto@128", "convnext_tiny@224"], "cuda": ["convnext_base@448"]}
@@ -47,7 +49,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", default="bench.json", help="JSON report")
     parser.add_argument("--models", nargs="+", help="architecture@resolution; default: "
                                                     + "; ".join(f"{k}: {' '.join(v)}" for k, v in DEFAULT_MODELS.items()))
-    parser.add_argument("--setups", nargs="+", choices=SETUPS, default=list(SETUPS))
+    parser.add_argument("--setups", nargs="+", choices=SETUPS + OPTIONAL_SETUPS, default=list(SETUPS))
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--warmup", type=int, default=4, help="steps left out before timing")
     parser.add_argument("--window", type=int, default=8, help="steps per timed window")
@@ -86,7 +88,7 @@ def run_flags(args, architecture: str, size: int, cache_dir: str) -> dict[str, l
         "--remove_unused_columns", "false", "--log_level", "error", "--seed", "0",
     ]
     return {"default": common + ["--do_predict"], "cached": common + ["--preresize_cache", cache_dir],
-            "naive": common + NAIVE_FLAGS}
+            "naive": common + NAIVE_FLAGS, "compiled": common + ["--torch_compile", "true"]}
 
 
 def measure_model(args, spec: str, device: str, precision: str, num_classes: int, cache_dir: str) -> dict:
@@ -106,18 +108,18 @@ def measure_model(args, spec: str, device: str, precision: str, num_classes: int
                 pipeline_images=args.pipeline_images if setup == "default" else 0, **timing)
     flops = measure.model_forward_flops(architecture, int(size), num_classes)
     return {"model": architecture, "image_size": int(size), "batch": args.batch,
-            "forward_gflops_per_image": round(flops / 1e9, 4), "setups": setups}
+            "forward_flops_per_image": int(flops), "setups": setups}
 
 
 def add_ratios(row: dict, peaks: dict) -> None:
     """Ratios to the naive and compute-only setups, MFU, and loader / training speed, in place."""
-    setups, flops_per_image = row["setups"], row["forward_gflops_per_image"] * 1e9
+    setups, flops_per_image = row["setups"], row["forward_flops_per_image"]
     rate = {name: result.get("images_per_s") for name, result in setups.items()}
     for result in setups.values():
         speed = result.get("images_per_s")
         result["vs_naive"] = _ratio(speed, rate.get("naive"))
         result["vs_compute"] = _ratio(speed, rate.get("compute"))
-        result["mfu"] = (round(speed * 3 * flops_per_image / (peaks[result["precision"]] * 1e9), 4)
+        result["mfu"] = (round(speed * 3 * flops_per_image / (peaks[result["precision"]] * 1e9), 6)
                          if speed and flops_per_image and result["precision"] in peaks else None)
         loader = result.get("loader", {}).get("images_per_s")
         result["loader_vs_train"] = _ratio(loader, speed)
@@ -136,7 +138,7 @@ def print_tables(report: dict) -> None:
                              _text(s["images_per_s"]), _text(s["vs_naive"], "x"), _text(s["vs_compute"], "x"),
                              _text(s["mfu"] and round(100 * s["mfu"], 2), "%"), _text(s["peak_rss_mb"]),
                              _text(s.get("cuda_max_allocated_mb"))])
-            if name in ("default", "cached", "naive"):
+            if "loader" in s:
                 inference.append([row["model"], row["image_size"], name, _text(s["workers"]),
                                   _text(s["loader"]["images_per_s"]), _text(s["loader_vs_train"], "x"),
                                   _text(s["decode_augment_per_worker"]["images_per_s"]),
@@ -175,6 +177,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # bare architectures need no network; fail fast without it
     device = "cuda" if torch.cuda.is_available() else "cpu"
+    if args.quick:
+        torch.set_num_threads(1)  # tiny ops on threads that other processes preempt can take 100x longer
     precision = auto_precision()
     models = args.models or DEFAULT_MODELS[device]
     num_classes = pd.read_csv(Path(args.data_dir) / "train.csv")["class_name"].nunique()

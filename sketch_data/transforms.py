@@ -10,7 +10,10 @@ from dataclasses import dataclass
 import torch
 from torchvision.transforms import v2
 
+from .autoaugment import SketchAutoAugment
 from .images import WHITE, to_rgb
+
+AUGMENT_POLICIES = ("sketch", "sketch_autoaugment", "timm")
 
 
 @dataclass
@@ -22,7 +25,7 @@ class SketchAugment:
     rotate_degrees: float = 0.0
     translate: float = 0.0
     scale: float = 0.0
-    policy: str = "sketch"  # "sketch": the options above; "timm": the processor's own train_transforms
+    policy: str = "sketch"  # "sketch": the options above; "sketch_autoaugment": those + SketchAutoAugment; "timm"
 
 
 def eval_transform(processor) -> Callable:
@@ -32,10 +35,11 @@ def eval_transform(processor) -> Callable:
 def train_transform(processor, augment: SketchAugment) -> Callable:
     if augment.policy == "timm":
         return v2.Compose([to_rgb, processor.train_transforms])
-    if augment.policy != "sketch":
-        raise ValueError(f"augment policy {augment.policy!r}: use 'sketch' or 'timm'.")
+    if augment.policy not in AUGMENT_POLICIES:
+        raise ValueError(f"augment policy {augment.policy!r}: use {', '.join(AUGMENT_POLICIES)}.")
     resize, crop, to_tensor, normalize = _val_steps(processor)
-    geometry = []
+    # After the crop, so the policy's pixel offsets are in model-input pixels.
+    geometry = [SketchAutoAugment()] if augment.policy == "sketch_autoaugment" else []
     if augment.rotate_degrees or augment.translate or augment.scale:
         geometry.append(
             v2.RandomAffine(

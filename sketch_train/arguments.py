@@ -1,11 +1,16 @@
 """The three argument groups of run_classification.py, parsed by HfArgumentParser from a JSON/YAML preset."""
 
+import json
 from dataclasses import dataclass, field
 
 import torch
 from transformers import TrainingArguments
 
+from sketch_data.transforms import AUGMENT_POLICIES
+
+from .curriculum import parse_stages
 from .data_loading import AUTO_WORKERS, auto_num_workers
+from .heads import HEADS
 from .nan_guard import MAX_SKIPPED_IN_A_ROW, NAN_POLICIES
 from .precision import auto_precision
 
@@ -28,6 +33,29 @@ class ModelArguments:
     )
     drop_path_rate: float | None = field(default=None, metadata={"help": "Stochastic depth rate for the timm model."})
     cache_dir: str | None = field(default=None, metadata={"help": "Where Hub checkpoints are cached."})
+    head: str = field(
+        default="linear",
+        metadata={"help": "'linear': the architecture's own classifier; 'mlp': a hidden layer of head_hidden_size "
+                          "first (timm's head_hidden_size: ConvNeXt and most CNNs); 'attention_pool': a learned query "
+                          "attends over the tokens, then an MLP (timm's global_pool='map': ViT/EVA). Set through "
+                          "timm's model_args, so the saved model reloads in pipeline()."},
+    )
+    head_hidden_size: int = field(default=1024, metadata={"help": "Hidden width of --head mlp."})
+    freeze_backbone: bool = field(
+        default=False, metadata={"help": "Train only the head (see --unfreeze_last_n_blocks); the backbone gets no gradients."}
+    )
+    unfreeze_last_n_blocks: int = field(
+        default=0, metadata={"help": "With --freeze_backbone: also train the last N blocks (timm's group_matcher)."}
+    )
+
+    def __post_init__(self):
+        if self.head not in HEADS:
+            raise ValueError(f"head={self.head!r}: use {', '.join(HEADS)}.")
+        if self.head_hidden_size < 1 or self.unfreeze_last_n_blocks < 0:
+            raise ValueError(f"head_hidden_size={self.head_hidden_size} and unfreeze_last_n_blocks="
+                             f"{self.unfreeze_last_n_blocks}: use a positive width and a count of 0 or more.")
+        if self.unfreeze_last_n_blocks and not self.freeze_backbone:
+            raise ValueError("unfreeze_last_n_blocks needs --freeze_backbone true (without it every block trains).")
 
 
 @dataclass
@@ -51,7 +79,11 @@ class DataArguments:
     bad_images: str = field(
         default="error", metadata={"help": "'error': stop and list undecodable images; 'skip': leave them out."}
     )
-    augment: str = field(default="sketch", metadata={"help": "'sketch' (the options below) or 'timm' (processor's)."})
+    augment: str = field(
+        default="sketch",
+        metadata={"help": "'sketch' (the options below), 'sketch_autoaugment' (those plus the sketch auto-augment "
+                          "policy, sketch_data/autoaugment.py) or 'timm' (the processor's own)."},
+    )
     hflip: float = 0.5
     vflip: float = 0.0
     rotate_degrees: float = 0.0
@@ -66,6 +98,13 @@ class DataArguments:
     tta: list[str] = field(
         default_factory=list, metadata={"help": "Test-time augmentation for --do_predict: any of hflip, vflip."}
     )
+    curriculum: list[str] = field(
+        default_factory=list,
+        metadata={"help": "Augmentation stages by epoch, each adding to the ones before, e.g. "
+                          "'[{\"epoch\": 0, \"hflip\": 0.5}, {\"epoch\": 5, \"vflip\": 0.5, \"rotate_degrees\": 15}]' "
+                          "(one JSON list, or one JSON object per stage); keys are the augmentation options above. "
+                          "Before the first stage the flags above apply."},
+    )
 
     def __post_init__(self):
         if self.data_dir:
@@ -77,6 +116,9 @@ class DataArguments:
             raise ValueError(f"validation_split={self.validation_split}: use a fraction in [0, 1).")
         if self.num_folds is not None and (self.num_folds < 2 or not 0 <= self.fold < self.num_folds):
             raise ValueError(f"fold={self.fold} with num_folds={self.num_folds}: need num_folds >= 2 and 0 <= fold < num_folds.")
+        if self.augment not in AUGMENT_POLICIES:
+            raise ValueError(f"augment={self.augment!r}: use {', '.join(AUGMENT_POLICIES)}.")
+        self.curriculum = [json.dumps(stage) for stage in parse_stages(self.curriculum)]  # fails early on a bad stage
         unknown = set(self.tta) - {"hflip", "vflip"}
         if unknown:
             raise ValueError(f"tta={self.tta}: unknown {sorted(unknown)}; use hflip and/or vflip.")
@@ -105,6 +147,22 @@ class SketchTrainingArguments(TrainingArguments):
                           "dropped; then 'stop' ends training, 'skip' goes on (and stops after "
                           f"{MAX_SKIPPED_IN_A_ROW} bad steps in a row). A NaN model is never chosen as best."},
     )
+    mixup_alpha: float = field(default=0.0, metadata={"help": "Mixup strength (timm Mixup); 0 = off. Turns the loss "
+                                                             "into soft-target cross-entropy with label_smoothing_factor."})
+    cutmix_alpha: float = field(default=0.0, metadata={"help": "CutMix strength (timm Mixup); 0 = off."})
+    mixup_prob: float = field(default=1.0, metadata={"help": "Fraction of training batches mixed."})
+    mixup_switch_prob: float = field(default=0.5, metadata={"help": "With both on: chance a batch uses CutMix."})
+    ema_decay: float | None = field(
+        default=None,
+        metadata={"help": "Exponential moving average of the weights (timm ModelEmaV3, with warmup), e.g. 0.9998; at "
+                          "each evaluation the EMA is evaluated too and replaces the live weights in the checkpoint "
+                          "when better. None = off."},
+    )
+    layer_decay: float | None = field(
+        default=None,
+        metadata={"help": "Layer-wise learning-rate decay (timm param_groups_layer_decay), e.g. 0.8: each block "
+                          "towards the stem learns at this fraction of the next one's rate. None = off."},
+    )
     scale_lr_by_batch: int | None = field(
         default=None,
         metadata={"help": "Linear learning-rate scaling: learning_rate is the rate for this effective batch size, "
@@ -117,6 +175,12 @@ class SketchTrainingArguments(TrainingArguments):
             raise ValueError("per_device_train_batch_size and per_device_eval_batch_size must be at least 1.")
         if self.nan_policy not in NAN_POLICIES:
             raise ValueError(f"nan_policy={self.nan_policy!r}: use {' or '.join(NAN_POLICIES)}.")
+        if self.mixup_alpha < 0 or self.cutmix_alpha < 0 or not 0 <= self.mixup_prob <= 1 or not 0 <= self.mixup_switch_prob <= 1:
+            raise ValueError("mixup_alpha and cutmix_alpha must be >= 0, mixup_prob and mixup_switch_prob in [0, 1].")
+        if self.ema_decay is not None and not 0 < self.ema_decay < 1:
+            raise ValueError(f"ema_decay={self.ema_decay}: use a value in (0, 1), e.g. 0.9998.")
+        if self.layer_decay is not None and not 0 < self.layer_decay <= 1:
+            raise ValueError(f"layer_decay={self.layer_decay}: use a value in (0, 1], e.g. 0.8.")
         if self.scale_lr_by_batch is not None and self.scale_lr_by_batch < 1:
             raise ValueError(f"scale_lr_by_batch={self.scale_lr_by_batch}: give the base batch size (at least 1).")
         self._apply_precision()

@@ -12,6 +12,8 @@ from transformers import (
     TimmWrapperImageProcessor,
 )
 
+from .heads import head_model_args, init_new_modules, unsupported_head_hint
+
 logger = logging.getLogger(__name__)
 
 
@@ -31,11 +33,15 @@ def build_model(model_args, label_names: list[str]) -> tuple[PreTrainedModel, Ti
         "label2id": {name: i for i, name in enumerate(label_names)},
     }
     model_kwargs = {"drop_path_rate": model_args.drop_path_rate} if model_args.drop_path_rate is not None else {}
+    model_kwargs |= head_model_args(model_args.head, model_args.head_hidden_size)
     source = model_args.model_name_or_path
-    if _is_bare_architecture(source):
-        model = _random_init(source, labels, model_kwargs)
-    else:
-        model = _pretrained(source, labels, model_kwargs, model_args.cache_dir)
+    try:
+        if _is_bare_architecture(source):
+            model = _random_init(source, labels, model_kwargs)
+        else:
+            model = _pretrained(source, labels, model_kwargs, model_args.cache_dir)
+    except TypeError as error:  # timm's constructor refused an option: name it and say what works
+        raise ModelSourceError(f"{source}: {error}.{unsupported_head_hint(model_args.head)}") from error
     model.config.pretrained_cfg = _data_config(model.config.pretrained_cfg, model_args)
     # TimmWrapperConfig.to_dict() keeps a checkpoint's old `label_names` over the new id2label: overwrite it.
     model.config.label_names = list(label_names)
@@ -79,7 +85,7 @@ def _pretrained(source: str, labels: dict, model_kwargs: dict, cache_dir: str | 
             "safetensors.torch.save_file(torch.load(path, weights_only=True), 'model.safetensors')."
         )
     try:
-        return AutoModelForImageClassification.from_pretrained(
+        model, loading = AutoModelForImageClassification.from_pretrained(
             source,
             **labels,
             ignore_mismatched_sizes=True,  # a new head for our classes
@@ -87,12 +93,15 @@ def _pretrained(source: str, labels: dict, model_kwargs: dict, cache_dir: str | 
             trust_remote_code=False,
             cache_dir=cache_dir,
             **({"model_args": model_kwargs} if model_kwargs else {}),
+            output_loading_info=True,
         )
     except OSError as error:
         raise ModelSourceError(
             f"could not load {source!r}: {str(error).splitlines()[0]} Without network access, use a local "
             "checkpoint folder or a bare timm architecture name (e.g. convnext_atto)."
         ) from error
+    init_new_modules(model.timm_model, loading["missing_keys"])  # a new head the checkpoint has no weights for
+    return model
 
 
 def _data_config(pretrained_cfg: dict, model_args) -> dict:

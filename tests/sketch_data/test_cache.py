@@ -1,0 +1,68 @@
+"""sketch_data/cache.py: pre-resized images give exactly the uncached tensors, are reused, and follow the files."""
+
+import os
+import shutil
+
+import pytest
+import torch
+from torchvision.transforms import v2
+
+from sketch_data import load_sketch_dataset
+from sketch_data.cache import eval_resize, preresize_splits
+from sketch_data.transforms import eval_transform
+from sketch_train.arguments import ModelArguments
+from sketch_train.model import build_model
+
+
+@pytest.fixture(scope="module")
+def processor():
+    """convnext_atto's processor at 48 px: resize the shorter side to 54 (48 / 0.875), then crop 48."""
+    return build_model(ModelArguments(model_name_or_path="convnext_atto", image_size=48), ["a", "b"])[1]
+
+
+@pytest.fixture()
+def data_dir(quickdraw_mini, tmp_path):
+    """A private copy, so a test can touch an image."""
+    return shutil.copytree(quickdraw_mini, tmp_path / "data")
+
+
+def load(data_dir):
+    return load_sketch_dataset(data_dir / "train", data_dir / "train.csv", data_dir / "test", data_dir / "test.csv",
+                               check_images=False).splits
+
+
+def test_cached_images_give_exactly_the_uncached_tensors(data_dir, processor, tmp_path):
+    splits = load(data_dir)
+    cached = preresize_splits(splits, processor, tmp_path / "cache")
+    transform = eval_transform(processor)
+    for name, split in splits.items():
+        assert cached[name]["image_path"] == split["image_path"]
+        if name != "test":
+            assert cached[name]["label"] == split["label"]
+        assert min(cached[name][0]["image"].size) == 54
+        for original, small in zip(split, cached[name]):
+            assert torch.equal(transform(original["image"]), transform(small["image"]))
+
+
+def test_a_second_run_reuses_the_cache_and_a_changed_file_rebuilds_it(data_dir, processor, tmp_path, caplog):
+    cache = tmp_path / "cache"
+    preresize_splits(load(data_dir), processor, cache)
+    built = sorted(os.listdir(cache))
+    assert len(built) == 3  # train, validation, test
+    caplog.set_level("INFO", logger="sketch_data.cache")
+    preresize_splits(load(data_dir), processor, cache)
+    assert sorted(os.listdir(cache)) == built and caplog.text.count("Reusing pre-resized images") == 3
+
+    test_image = data_dir / "test" / sorted(os.listdir(data_dir / "test"))[0]
+    os.utime(test_image, ns=(0, 0))
+    preresize_splits(load(data_dir), processor, cache)
+    assert len(os.listdir(cache)) == 4  # only the test split changed
+
+
+def test_an_eval_transform_without_a_leading_resize_is_refused():
+    class Processor:
+        val_transforms = v2.Compose([v2.CenterCrop(32)])
+
+    with pytest.raises(ValueError, match=r"starts with CenterCrop\(size=\(32, 32\)\), not a Resize: run without "
+                                         r"--preresize_cache\.$"):
+        eval_resize(Processor())
