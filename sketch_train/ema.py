@@ -9,7 +9,8 @@ How it fits Trainer (transformers 5.23):
   best-model tracking, early stopping and `load_best_model_at_end` see the EMA's score. The live weights are put
   back before training goes on.
 - Every checkpoint also holds `ema.safetensors` (the EMA) and, when the EMA was swapped in, `live.safetensors`
-  (the weights training continues from), so a resumed run goes on exactly where it stopped.
+  (the weights training continues from), so a run resumed from output_dir/checkpoint-N goes on exactly where it
+  stopped.
 - At the end: with `load_best_model_at_end`, Trainer loads the best checkpoint (EMA or live, whichever was
   saved). Without it, the model is what the last evaluation chose; with no evaluation at all, the EMA.
 
@@ -40,10 +41,12 @@ class EmaCallback(TrainerCallback):
         self.trainer = None
         self.ema: ModelEmaV3 | None = None
         self.evaluations = 0
+        self.training = False
         self._live: dict[str, torch.Tensor] | None = None  # the live weights while the EMA's sit in the model
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
         self.ema = ModelEmaV3(model, decay=self.decay, use_warmup=True)
+        self.training = True
         checkpoint = Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
         if state.global_step and (checkpoint / EMA_FILE).is_file():  # resuming: Trainer loaded the model already
             self.ema.module.load_state_dict(load_file(checkpoint / EMA_FILE, device=str(args.device)))
@@ -61,7 +64,7 @@ class EmaCallback(TrainerCallback):
     def on_evaluate(self, args, state, control, metrics=None, model=None, **kwargs):
         if self.trainer is None:
             raise RuntimeError("EmaCallback.trainer is not set; set it to the Trainer after creating it.")
-        if self.ema is None:  # an evaluation outside training
+        if not self.training:  # trainer.evaluate() outside training: the model's weights are the result
             return
         self.evaluations += 1
         self._restore_live(model)
@@ -90,12 +93,13 @@ class EmaCallback(TrainerCallback):
                 save_file({k: v.cpu() for k, v in self._live.items()}, checkpoint / LIVE_FILE)
 
     def on_train_end(self, args, state, control, model=None, **kwargs):
-        if args.load_best_model_at_end and state.best_model_checkpoint:
-            self._live = None  # Trainer has loaded the best checkpoint's weights, EMA or live
-        elif self.evaluations == 0:
+        loaded_best = args.load_best_model_at_end and state.best_model_checkpoint
+        if not loaded_best and self.evaluations == 0:
             model.load_state_dict(self.ema.module.state_dict())
             logger.info("No evaluation compared the EMA with the live weights; the final model is the EMA.")
-        self._live = None  # keep what the last evaluation chose
+        # Otherwise the model holds the best checkpoint Trainer loaded, or what the last evaluation chose.
+        self._live = None
+        self.training = False
 
     def _restore_live(self, model) -> None:
         if self._live is not None:

@@ -33,6 +33,9 @@ class Recipe:
         """Give callbacks that evaluate (EMA) the Trainer they run in."""
         for callback in self.callbacks:
             if isinstance(callback, EmaCallback):
+                if trainer.is_fsdp_enabled or trainer.is_deepspeed_enabled:
+                    raise RuntimeError("--ema_decay works on one device or with DDP (accelerate multi_gpu), not with "
+                                       "FSDP/DeepSpeed, whose sharded weights it cannot average; leave it off there.")
                 callback.trainer = trainer
 
 

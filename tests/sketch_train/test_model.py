@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image, ImageOps
+from timm.layers import DropPath
 
 from sketch_data.transforms import eval_transform
 from sketch_train.arguments import ModelArguments
@@ -41,3 +42,18 @@ def test_saved_model_reloads_with_a_different_label_set(tmp_path):
     assert processor.data_config["input_size"] == (3, 40, 40)  # preprocessing travels with the checkpoint
     stem = "timm_model.stem.0.weight"
     assert torch.equal(reloaded.state_dict()[stem], model.state_dict()[stem])
+
+
+def drop_path_rates(model) -> list[float]:
+    return [round(m.drop_prob, 4) for m in model.modules() if isinstance(m, DropPath)]
+
+
+def test_drop_path_rate_reaches_the_timm_blocks_and_the_saved_config(tmp_path):
+    plain, _ = build_model(ModelArguments(model_name_or_path="test_convnext", image_size=32), LABELS)
+    assert drop_path_rates(plain) == []
+    model, _ = build_model(ModelArguments(model_name_or_path="test_convnext", image_size=32, drop_path_rate=0.3), LABELS)
+    rates = drop_path_rates(model)
+    assert rates[-1] == 0.3 and rates == sorted(rates) and len(rates) == 8  # timm's linear schedule over 9 blocks
+    model.save_pretrained(tmp_path)
+    finetuned, _ = build_model(ModelArguments(model_name_or_path=str(tmp_path), drop_path_rate=0.1), LABELS)
+    assert drop_path_rates(finetuned)[-1] == 0.1  # a checkpoint fine-tuned with another rate
