@@ -5,6 +5,7 @@ from pathlib import Path
 
 import timm
 from transformers import (
+    AutoConfig,
     AutoModelForImageClassification,
     PreTrainedModel,
     TimmWrapperConfig,
@@ -85,6 +86,9 @@ def _pretrained(source: str, labels: dict, model_kwargs: dict, cache_dir: str | 
             "safetensors.torch.save_file(torch.load(path, weights_only=True), 'model.safetensors')."
         )
     try:
+        if model_kwargs:  # `model_args=` replaces the checkpoint's own (e.g. its MLP head): merge instead
+            saved = AutoConfig.from_pretrained(source, cache_dir=cache_dir, trust_remote_code=False).model_args
+            model_kwargs = {**(saved or {}), **model_kwargs}
         model, loading = AutoModelForImageClassification.from_pretrained(
             source,
             **labels,

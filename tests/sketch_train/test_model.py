@@ -57,3 +57,11 @@ def test_drop_path_rate_reaches_the_timm_blocks_and_the_saved_config(tmp_path):
     model.save_pretrained(tmp_path)
     finetuned, _ = build_model(ModelArguments(model_name_or_path=str(tmp_path), drop_path_rate=0.1), LABELS)
     assert drop_path_rates(finetuned)[-1] == 0.1  # a checkpoint fine-tuned with another rate
+
+
+def test_new_model_options_merge_with_the_checkpoints_own(tmp_path):
+    args = ModelArguments(model_name_or_path="test_convnext", image_size=32, head="mlp", head_hidden_size=16)
+    build_model(args, LABELS)[0].save_pretrained(tmp_path)
+    reloaded, _ = build_model(ModelArguments(model_name_or_path=str(tmp_path), drop_path_rate=0.1), LABELS)
+    assert reloaded.config.model_args["drop_path_rate"] == 0.1
+    assert reloaded.config.model_args["head_hidden_size"] == 16  # the MLP head survives
