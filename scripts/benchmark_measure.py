@@ -5,7 +5,6 @@ Throughput is timed in windows of consecutive steps after warm-up steps; a resul
 """
 
 import multiprocessing
-import os
 import resource
 import statistics
 import tempfile
