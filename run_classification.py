@@ -20,7 +20,7 @@ from push_to_hub import PushError, check_push_arguments, push_run, take_over_pus
 from sketch_data import SketchDataError, load_sketch_dataset
 from sketch_data.cache import preresize_splits
 from sketch_data.demo import build_digits_demo
-from sketch_data.transforms import SketchAugment, eval_transform, flipped
+from sketch_data.transforms import BatchTransform, Flipped, SketchAugment, eval_transform
 from sketch_train.arguments import DataArguments, ModelArguments, SketchTrainingArguments
 from sketch_train.checkpoints import last_complete_checkpoint
 from sketch_train.cli import parse_arguments
@@ -78,9 +78,9 @@ def main(model_args: ModelArguments, data_args: DataArguments, training_args: Sk
     # mixup/CutMix, layer decay, EMA, curriculum: whichever options are on, as Trainer arguments
     recipe = build_recipe(model, training_args, Collator(training_args.channels_last), to_train, len(label_names))
     if "train" in data.splits:
-        data.splits["train"].set_transform(recipe.train_batches(batch_transform(to_train)))
+        data.splits["train"].set_transform(recipe.train_batches(BatchTransform(to_train)))
     if "validation" in data.splits:
-        data.splits["validation"].set_transform(batch_transform(to_eval))
+        data.splits["validation"].set_transform(BatchTransform(to_eval))
 
     metric = evaluate.load(METRIC_PATH)
     nan_guard = NanGuard(training_args.nan_policy)
@@ -158,24 +158,12 @@ class Collator:
         return batch
 
 
-def batch_transform(transform):
-    """Lazily turn a batch of decoded images into model inputs (used with `Dataset.set_transform`)."""
-
-    def apply(batch: dict) -> dict:
-        out = {"pixel_values": [transform(image) for image in batch["image"]]}
-        if "label" in batch:
-            out["labels"] = batch["label"]
-        return out
-
-    return apply
-
-
 def tta_logits(trainer: Trainer, dataset, transform, tta: list[str]) -> np.ndarray:
     """Logits of the plain view, averaged with flipped views for test-time augmentation."""
-    views = [transform] + [flipped(transform, horizontal=(name == "hflip")) for name in tta]
+    views = [transform] + [Flipped(transform, horizontal=(name == "hflip")) for name in tta]
     total = 0
     for view in views:
-        dataset.set_transform(batch_transform(view))
+        dataset.set_transform(BatchTransform(view))
         with torch.inference_mode():  # cheaper than Trainer's no_grad; same batches, precision and layout
             total = total + trainer.predict(dataset, metric_key_prefix="test").predictions
     return total / len(views)

@@ -46,6 +46,9 @@ def train_transform(processor, augment: SketchAugment) -> Callable:
                 degrees=augment.rotate_degrees,
                 translate=(augment.translate, augment.translate) if augment.translate else None,
                 scale=(1 - augment.scale, 1 + augment.scale) if augment.scale else None,
+                # torchvision's default, nearest, breaks the 1-2 px strokes of a downsized sketch into jagged
+                # dots that no test image has
+                interpolation=v2.InterpolationMode.BILINEAR,
                 fill=WHITE,
             )
         )
@@ -56,10 +59,30 @@ def train_transform(processor, augment: SketchAugment) -> Callable:
     return v2.Compose([to_rgb, resize, crop, *geometry, to_tensor, normalize])
 
 
-def flipped(transform: Callable, horizontal: bool = True) -> Callable:
-    """The same transform followed by a flip of the output tensor, for test-time augmentation."""
-    dims = [-1] if horizontal else [-2]
-    return lambda image: torch.flip(transform(image), dims=dims)
+class Flipped:
+    """The same transform followed by a flip of the output tensor, for test-time augmentation.
+
+    A class, not a closure, so that data-loading workers started with "spawn" (macOS, Windows) can pickle it.
+    """
+
+    def __init__(self, transform: Callable, horizontal: bool = True):
+        self.transform, self.dims = transform, [-1] if horizontal else [-2]
+
+    def __call__(self, image) -> torch.Tensor:
+        return torch.flip(self.transform(image), dims=self.dims)
+
+
+class BatchTransform:
+    """Lazily turn a batch of decoded images into model inputs: the function given to `Dataset.set_transform`."""
+
+    def __init__(self, transform: Callable):
+        self.transform = transform
+
+    def __call__(self, batch: dict) -> dict:
+        out = {"pixel_values": [self.transform(image) for image in batch["image"]]}
+        if "label" in batch:
+            out["labels"] = batch["label"]
+        return out
 
 
 def _val_steps(processor):

@@ -2,7 +2,7 @@
 
 Trainer uses one collator for training, evaluation and prediction, and its DataLoader workers hold their own
 copies of it, so the collator cannot be told which phase it is in. Instead the training split's transform
-marks its examples (`mixable`), and only marked batches are mixed.
+marks its examples (`Mixable`), and only marked batches are mixed.
 """
 
 import torch
@@ -25,19 +25,20 @@ def build_mixup(args, num_classes: int) -> Mixup | None:
                  num_classes=num_classes)
 
 
-def mixable(batch_fn):
-    """Wrap a `set_transform` function so that its examples are mixed by `MixupCollator`."""
+class Mixable:
+    """Wrap a `set_transform` function so that its examples are mixed by `MixupCollator` (a class: picklable)."""
 
-    def apply(batch: dict) -> dict:
-        out = batch_fn(batch)
+    def __init__(self, batch_fn):
+        self.batch_fn = batch_fn
+
+    def __call__(self, batch: dict) -> dict:
+        out = self.batch_fn(batch)
         out[MIX] = [True] * len(out["pixel_values"])
         return out
 
-    return apply
-
 
 class MixupCollator:
-    """Collate with `collate`, then mix the batch if its examples are marked `mixable` (training only)."""
+    """Collate with `collate`, then mix the batch if its examples are marked `Mixable` (training only)."""
 
     def __init__(self, collate, mixup: Mixup):
         self.collate, self.mixup = collate, mixup

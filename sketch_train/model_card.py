@@ -36,7 +36,31 @@ def run_summary(model_args, data_args, training_args) -> dict:
             "precision": precision,
             "seed": training_args.seed,
         },
+        "recipe": recipe_options(model_args, data_args, training_args),
     }
+
+
+# The options that make one run's recipe differ from another's; those left off (0, None, False, []) are not listed.
+RECIPE_OPTIONS = {
+    "model": ("image_size", "drop_path_rate", "head", "freeze_backbone", "unfreeze_last_n_blocks", "invert"),
+    "data": ("augment", "hflip", "vflip", "rotate_degrees", "translate", "scale", "curriculum", "tta", "num_folds",
+             "fold", "validation_split"),
+    "training": ("mixup_alpha", "cutmix_alpha", "ema_decay", "layer_decay"),
+}
+
+
+def recipe_options(model_args, data_args, training_args) -> dict:
+    """Model, augmentation and regularisation options that are on, so that a card says how its model was made."""
+    sources = {"model": model_args, "data": data_args, "training": training_args}
+    options = {}
+    for source, names in RECIPE_OPTIONS.items():
+        for name in names:
+            value = getattr(sources[source], name, None)
+            if value not in (None, 0, 0.0, False, [], "linear"):  # "linear": the default --head
+                options[name] = value
+    if "num_folds" not in options:
+        options.pop("fold", None)
+    return options
 
 
 def hub_base_model(model_name_or_path: str) -> str | None:
@@ -96,6 +120,7 @@ def build_model_card(output_dir: str | Path, model_id: str | None = None) -> Mod
         best_metric=best_metric,
         hyperparameters=list(summary.get("hyperparameters", {}).items())
         or [("train_batch_size", state.get("train_batch_size")), ("num_epochs", state.get("num_train_epochs"))],
+        recipe=list(summary.get("recipe", {}).items()),
         preprocessing=preprocessing(pretrained_cfg),
     )
 

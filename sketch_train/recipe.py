@@ -13,7 +13,7 @@ from transformers import Trainer, TrainerCallback
 
 from .curriculum import CurriculumCallback, StagedTransform
 from .ema import EmaCallback
-from .mixup import MixupCollator, SoftTargetLoss, build_mixup, mixable
+from .mixup import MixupCollator, SoftTargetLoss, build_mixup, Mixable
 from .optim import layer_decay_optimizer
 
 
@@ -27,7 +27,7 @@ class Recipe:
 
     def train_batches(self, batch_fn: Callable) -> Callable:
         """The training split's `set_transform` function, marked for mixing when mixup is on."""
-        return mixable(batch_fn) if self.mixup else batch_fn
+        return Mixable(batch_fn) if self.mixup else batch_fn
 
     def attach(self, trainer: Trainer) -> None:
         """Give callbacks that evaluate (EMA) the Trainer they run in."""

@@ -9,9 +9,9 @@ import pytest
 import torch
 from transformers import AutoModelForImageClassification, Trainer, TimmWrapperImageProcessor
 
-from run_classification import Collator, batch_transform
+from run_classification import Collator
 from sketch_data import load_sketch_dataset
-from sketch_data.transforms import eval_transform
+from sketch_data.transforms import BatchTransform, eval_transform
 from sketch_train.arguments import SketchTrainingArguments
 
 BF16_TOLERANCE = 0.02  # bf16 keeps 8 bits of mantissa (~0.4% per op); a few percent after a whole network
@@ -22,7 +22,7 @@ def batch(tiny_run, quickdraw_mini):
     """The 16 validation sketches of quickdraw-mini, as the eval transform of the trained tiny run sees them."""
     data = load_sketch_dataset(quickdraw_mini / "train", quickdraw_mini / "train.csv", validation_split=0.2)
     validation = data.splits["validation"]
-    validation.set_transform(batch_transform(eval_transform(TimmWrapperImageProcessor.from_pretrained(tiny_run))))
+    validation.set_transform(BatchTransform(eval_transform(TimmWrapperImageProcessor.from_pretrained(tiny_run))))
     return validation
 
 

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from timm.loss import SoftTargetCrossEntropy
 
 from run_classification import Collator
-from sketch_train.mixup import MixupCollator, SoftTargetLoss, build_mixup, mixable
+from sketch_train.mixup import MixupCollator, SoftTargetLoss, build_mixup, Mixable
 
 CLASSES = 5
 
@@ -25,7 +25,7 @@ def examples(count: int, training: bool) -> list[dict]:
     batch = {"image": list(range(count)), "label": [i % CLASSES for i in range(count)]}
     to_inputs = lambda b: {"pixel_values": [torch.rand(3, 8, 8, generator=generator) for _ in b["image"]],  # noqa: E731
                            "labels": b["label"]}
-    out = (mixable(to_inputs) if training else to_inputs)(batch)
+    out = (Mixable(to_inputs) if training else to_inputs)(batch)
     return [{key: values[i] for key, values in out.items()} for i in range(count)]
 
 

@@ -16,6 +16,7 @@ SUMMARY = {
     "dataset": "imagenet-sketch",
     "best_model_metric": "accuracy",
     "hyperparameters": {"learning_rate": 0.0001, "total_train_batch_size": 64, "seed": 42},
+    "recipe": {"mixup_alpha": 0.2, "tta": ["hflip"]},
 }
 
 
@@ -67,6 +68,7 @@ def test_body_has_usage_labels_results_and_hyperparameters(run_dir):
     assert "| 1 | 10 | 1.5000 | 0.9000 | 0.7000 | 0.9000 |\n| 2 | 20 | 0.8000 | 0.6123 | 0.8125 | 0.9688 |" in text
     assert "The saved model is the checkpoint of step 20, the best by validation accuracy." in text
     assert "- learning_rate: 0.0001\n- total_train_batch_size: 64\n- seed: 42\n" in text
+    assert "Recipe options: mixup_alpha 0.2, tta ['hflip']." in text
     assert "Preprocessing: 64×64 pixels, bicubic resize, crop_pct 1.0, mean [1.0, 1.0, 1.0], std [0.5, 0.5, 0.5]." in text
 
 
@@ -102,8 +104,9 @@ def test_run_summary_keeps_the_hyperparameters_and_never_the_token(tmp_path):
                              gradient_accumulation_steps=4, num_train_epochs=5, seed=7, hub_token="hf_secret_value",
                              eval_strategy="epoch", save_strategy="epoch", load_best_model_at_end=True,
                              metric_for_best_model="accuracy", report_to="none", use_cpu=True)
-    summary = run_summary(SimpleNamespace(model_name_or_path="timm/convnext_atto.d2_in1k"),
-                          SimpleNamespace(train_dir="/data/quickdraw100/train"), args)
+    summary = run_summary(SimpleNamespace(model_name_or_path="timm/convnext_atto.d2_in1k", head="linear"),
+                          SimpleNamespace(train_dir="/data/quickdraw100/train", augment="sketch", vflip=0.5, fold=0,
+                                          tta=[]), args)
     assert "hf_secret_value" not in json.dumps(summary)
     assert summary["base_model"] == "timm/convnext_atto.d2_in1k"
     assert summary["dataset"] == "quickdraw100"
@@ -112,6 +115,7 @@ def test_run_summary_keeps_the_hyperparameters_and_never_the_token(tmp_path):
                                                         "num_epochs", "precision", "seed")} == {
         "learning_rate": 3e-4, "train_batch_size": 16, "total_train_batch_size": 64, "num_epochs": 5,
         "precision": "fp32", "seed": 7}
+    assert summary["recipe"] == {"augment": "sketch", "vflip": 0.5}  # options left off are not listed
 
 
 def test_a_training_run_writes_its_card(tiny_run):

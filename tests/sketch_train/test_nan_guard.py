@@ -12,12 +12,13 @@ from sketch_train.nan_guard import MAX_SKIPPED_IN_A_ROW, NanGuard, NonFiniteMode
 
 
 class Toy(nn.Module):
-    """A linear classifier whose input is multiplied by inf on the given (1-based) training calls."""
+    """A linear classifier whose input is multiplied by inf on the given (1-based) training calls, and whose
+    gradient (not loss) turns NaN on `bad_gradient_calls`."""
 
-    def __init__(self, bad_calls: set[int]):
+    def __init__(self, bad_calls: set[int], bad_gradient_calls: frozenset[int] = frozenset()):
         super().__init__()
         self.linear = nn.Linear(4, 3)
-        self.bad_calls, self.calls = bad_calls, 0
+        self.bad_calls, self.bad_gradient_calls, self.calls = bad_calls, bad_gradient_calls, 0
 
     def forward(self, x, labels=None):
         if self.training:
@@ -25,13 +26,16 @@ class Toy(nn.Module):
             if self.calls in self.bad_calls:
                 x = x * math.inf
         logits = self.linear(x)
+        if self.training and self.calls in self.bad_gradient_calls:
+            logits.register_hook(lambda grad: grad * math.nan)
         return {"loss": nn.functional.cross_entropy(logits.float(), labels), "logits": logits}
 
 
-def train(tmp_path, bad_calls: set[int], guard: NanGuard | None, steps: int = 6, precision: str = "bf16"):
+def train(tmp_path, bad_calls: set[int], guard: NanGuard | None, steps: int = 6, precision: str = "bf16",
+          bad_gradient_calls: frozenset[int] = frozenset()):
     torch.manual_seed(0)
     data = [{"x": torch.randn(4), "labels": i % 3} for i in range(2 * steps)]
-    model = Toy(bad_calls)
+    model = Toy(bad_calls, bad_gradient_calls)
     args = TrainingArguments(
         output_dir=str(tmp_path), max_steps=steps, per_device_train_batch_size=2, learning_rate=0.1,
         bf16=precision == "bf16", fp16=precision == "fp16", use_cpu=True, save_strategy="no", report_to="none",
@@ -62,6 +66,15 @@ def test_stop_reports_the_step_drops_its_update_and_ends_training(tmp_path, capl
     assert "Step 3: training loss is NaN/inf under bf16; the update was dropped and training stops " \
            "(--nan_policy stop). The weights are those of step 2." in caplog.text
     guard.check_final_model()  # finite: nothing raised
+
+
+def test_nan_gradients_under_a_finite_loss_are_caught(tmp_path, caplog):
+    guard = NanGuard("stop")
+    with caplog.at_level(logging.ERROR, logger="sketch_train"):
+        model, trainer = train(tmp_path, set(), guard, bad_gradient_calls=frozenset({2}))
+    assert trainer.state.global_step == 2
+    assert torch.isfinite(weights(model)).all()
+    assert "Step 2: gradients are NaN/inf under bf16" in caplog.text
 
 
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])  # fp16 on CPU: autocast without a grad scaler
