@@ -17,6 +17,7 @@
 #                        decay (~0.99 at the end), not the 0.999 cap
 #   sketch_autoaugment   the seed team's sketch auto-augment policy on top of the baseline's augmentation
 #   vflip                vertical flips with p 0.5
+#   light_geometry       milder random affine: rotate 10 degrees, translate 0.1, scale 0.1 (baseline: 15, 0.15, 0.2)
 #   tta_hflip            no training: baseline_seed<k>'s model predicts with --tta hflip
 #   tta_hflip_vflip      the same with --tta hflip vflip
 #   kfold5               scripts/train_kfold.sh, 5 folds soft-voted ($OUT/kfold5_seed<k>/run_fold{0..4},
@@ -34,7 +35,7 @@ export PYTHON=${PYTHON:-python}  # train_kfold.sh reads it too
 python=$PYTHON
 seeds=${SEEDS:-0 1}
 preset=training_args/ablation_quickdraw100.json
-all_rows="baseline label_smoothing mixup_cutmix ema sketch_autoaugment vflip tta_hflip tta_hflip_vflip kfold5"
+all_rows="baseline label_smoothing mixup_cutmix ema sketch_autoaugment vflip light_geometry tta_hflip tta_hflip_vflip kfold5"
 rows=${ROWS:-$all_rows}
 
 common=(--data_dir "$data" --preresize_cache "$out/preresize_cache")  # the 64 px images, decoded once for all runs
@@ -49,6 +50,7 @@ row_flags() {
     ema) echo --ema_decay 0.999 ;;
     sketch_autoaugment) echo --augment sketch_autoaugment ;;
     vflip) echo --vflip 0.5 ;;
+    light_geometry) echo --rotate_degrees 10 --translate 0.1 --scale 0.1 ;;
     tta_hflip) echo --tta hflip ;;
     tta_hflip_vflip) echo --tta hflip vflip ;;
     kfold5) ;;

@@ -112,10 +112,11 @@ def test_a_folder_without_finished_runs_is_an_error(tmp_path, solution, capsys):
 
 # --- scripts/ablation.sh --------------------------------------------------------------------------------------
 
-ROWS = ["baseline", "label_smoothing", "mixup_cutmix", "ema", "sketch_autoaugment", "vflip", "tta_hflip",
-        "tta_hflip_vflip", "kfold5"]
+ROWS = ["baseline", "label_smoothing", "mixup_cutmix", "ema", "sketch_autoaugment", "vflip", "light_geometry",
+        "tta_hflip", "tta_hflip_vflip", "kfold5"]
 TRAINED_FROM_SCRATCH = {"model_name_or_path": "convnext_atto", "label_smoothing_factor": 0.0, "mixup_alpha": 0.0,
-                        "cutmix_alpha": 0.0, "ema_decay": None, "augment": "sketch", "vflip": 0.0, "tta": []}
+                        "cutmix_alpha": 0.0, "ema_decay": None, "augment": "sketch", "vflip": 0.0, "tta": [],
+                        "rotate_degrees": 15, "translate": 0.15, "scale": 0.2}
 # What each row changes from the baseline (and the baseline from nothing), as parsed by run_classification.parse.
 CHANGES = {
     "baseline": {},
@@ -124,6 +125,7 @@ CHANGES = {
     "ema": {"ema_decay": 0.999},
     "sketch_autoaugment": {"augment": "sketch_autoaugment"},
     "vflip": {"vflip": 0.5},
+    "light_geometry": {"rotate_degrees": 10, "translate": 0.1, "scale": 0.1},
     "tta_hflip": {"tta": ["hflip"], "do_train": False},
     "tta_hflip_vflip": {"tta": ["hflip", "vflip"], "do_train": False},
     "kfold5": {},
