@@ -10,6 +10,8 @@ from pathlib import Path
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+from .arguments import ModelArguments
+
 SUMMARY_FILE = "run_summary.json"
 TEMPLATE = Path(__file__).with_name("model_card_template.md")
 SHOWN_LABELS = 8
@@ -40,13 +42,14 @@ def run_summary(model_args, data_args, training_args) -> dict:
     }
 
 
-# The options that make one run's recipe differ from another's; those left off (0, None, False, []) are not listed.
+# The options that make one run's recipe differ from another's; those left off are not listed.
 RECIPE_OPTIONS = {
     "model": ("image_size", "drop_path_rate", "head", "freeze_backbone", "unfreeze_last_n_blocks", "invert"),
     "data": ("augment", "hflip", "vflip", "rotate_degrees", "translate", "scale", "curriculum", "tta", "num_folds",
              "fold", "validation_split"),
     "training": ("mixup_alpha", "cutmix_alpha", "ema_decay", "layer_decay"),
 }
+OFF = (None, 0, [], ModelArguments.head)  # 0 also matches 0.0 and False; the default head is the architecture's own
 
 
 def recipe_options(model_args, data_args, training_args) -> dict:
@@ -56,7 +59,7 @@ def recipe_options(model_args, data_args, training_args) -> dict:
     for source, names in RECIPE_OPTIONS.items():
         for name in names:
             value = getattr(sources[source], name, None)
-            if value not in (None, 0, 0.0, False, [], "linear"):  # "linear": the default --head
+            if value not in OFF:
                 options[name] = value
     if "num_folds" not in options:
         options.pop("fold", None)

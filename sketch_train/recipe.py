@@ -13,7 +13,7 @@ from transformers import Trainer, TrainerCallback
 
 from .curriculum import CurriculumCallback, StagedTransform
 from .ema import EmaCallback
-from .mixup import MixupCollator, SoftTargetLoss, build_mixup, Mixable
+from .mixup import Mixable, MixupCollator, SoftTargetLoss, build_mixup
 from .optim import layer_decay_optimizer
 
 
