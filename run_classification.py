@@ -18,13 +18,14 @@ from transformers import EarlyStoppingCallback, Trainer, set_seed
 
 from push_to_hub import PushError, check_push_arguments, push_run, take_over_push
 from sketch_data import SketchDataError, load_sketch_dataset
-from sketch_data.cache import preresize_splits
+from sketch_data.cache import preresize_folder, preresize_splits
 from sketch_data.demo import build_digits_demo
 from sketch_data.transforms import BatchTransform, Flipped, SketchAugment, eval_transform
 from sketch_train.arguments import DataArguments, ModelArguments, SketchTrainingArguments
 from sketch_train.checkpoints import last_complete_checkpoint
 from sketch_train.cli import parse_arguments
 from sketch_train.curriculum import staged_train_transform
+from sketch_train.malloc import keep_freed_memory
 from sketch_train.model import ModelSourceError, build_model
 from sketch_train.model_card import run_summary, write_model_card
 from sketch_train.nan_guard import NanGuard, NonFiniteModelError
@@ -47,6 +48,8 @@ def main(model_args: ModelArguments, data_args: DataArguments, training_args: Sk
          extra_callbacks: list | None = None) -> dict:
     """Train, evaluate and predict as the arguments say; `extra_callbacks` join the Trainer's (e.g. a benchmark's timer)."""
     setup_logging(training_args)
+    if training_args.keep_freed_memory and training_args.use_cpu:
+        keep_freed_memory()
     ensure_writable(training_args.output_dir)
     push_repo = take_over_push(training_args)  # before the Trainer exists, which would push every checkpoint
 
@@ -67,9 +70,10 @@ def main(model_args: ModelArguments, data_args: DataArguments, training_args: Sk
         model = model.to(memory_format=torch.channels_last)
     if model_args.freeze_backbone:
         freeze_backbone(model, model_args.unfreeze_last_n_blocks)
-    if data_args.preresize_cache:
+    cache_folder = preresize_folder(data_args.preresize_cache, data_args.augment, processor)
+    if cache_folder:
         with training_args.main_process_first(desc="pre-resizing the images"):
-            data.splits = preresize_splits(data.splits, processor, data_args.preresize_cache)
+            data.splits = preresize_splits(data.splits, processor, cache_folder)
 
     augment = SketchAugment(data_args.hflip, data_args.vflip, data_args.rotate_degrees, data_args.translate,
                             data_args.scale, data_args.augment)
@@ -151,8 +155,11 @@ class Collator:
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
 
     def __call__(self, examples: list[dict]) -> dict:
-        pixel_values = torch.stack([e["pixel_values"] for e in examples]).contiguous(memory_format=self.memory_format)
-        batch = {"pixel_values": pixel_values}
+        images = [e["pixel_values"] for e in examples]
+        # One copy into the final layout; a copy from images that are channels last already is a plain memcpy.
+        pixel_values = torch.empty((len(images), *images[0].shape), dtype=images[0].dtype,
+                                   memory_format=self.memory_format)
+        batch = {"pixel_values": torch.stack(images, out=pixel_values)}
         if "labels" in examples[0]:
             batch["labels"] = torch.tensor([e["labels"] for e in examples])
         return batch

@@ -6,13 +6,16 @@
 
 For each model, in the same run and each in a fresh process:
   default  run_classification.py with its default settings (precision auto, channels_last, data workers auto,
-           fused AdamW) on the real JPEG sketches, with data loading and augmentation; then --do_predict and
-           pipeline() on the test images, and the train DataLoader alone
-  cached   the same with --preresize_cache (images decoded and resized once, before training)
-  naive    the same model in fp32, NCHW, loading in the training process (0 workers), for-loop AdamW
-  compute  a plain PyTorch loop on pre-made tensors: same model, resolution, precision and batch, no data, no Trainer
+           fused AdamW, images pre-resized once, freed memory kept on a CPU) on the real JPEG sketches, with data
+           loading and augmentation; then --do_predict and pipeline() on the test images, and the DataLoader alone
+  uncached the same with --preresize_cache off (every epoch decodes and resizes the JPEGs)
+  naive    the same model in fp32, NCHW, JPEGs decoded in the training process (0 workers, no cache), for-loop
+           AdamW, glibc's default allocator behaviour
+  compute  a plain PyTorch loop on pre-made tensors: same model, resolution, precision, batch and allocator setting
+           as default, no data, no Trainer
   compiled (only when asked for with --setups) the default setup with --torch_compile true
-Training images/s are medians over windows of steps after warm-up steps. MFU = images/s x 3 x forward FLOPs
+Training images/s are medians over windows of steps after warm-up steps; with --rounds N every setup runs N times,
+in turn, and the median round counts (the machine's speed drifts over minutes). MFU = images/s x 3 x forward FLOPs
 (FlopCounterMode) / the matmul peak of the same precision, measured in the same run.
 """
 
@@ -21,6 +24,7 @@ import json
 import multiprocessing
 import os
 import platform
+import statistics
 import sys
 import tempfile
 from concurrent.futures import ProcessPoolExecutor
@@ -35,10 +39,10 @@ sys.path.insert(0, str(REPO))  # run_classification and the packages, also in th
 from scripts import benchmark_measure as measure  # noqa: E402
 from sketch_train.precision import auto_precision  # noqa: E402
 
-SETUPS = ("default", "cached", "naive", "compute")
+SETUPS = ("default", "uncached", "naive", "compute")
 OPTIONAL_SETUPS = ("compiled",)  # measured on request: compiling takes 30-60 s per model on 2 cores
 NAIVE_FLAGS = ["--precision", "fp32", "--channels_last", "false", "--dataloader_num_workers", "0",
-               "--optim", "adamw_torch"]
+               "--optim", "adamw_torch", "--preresize_cache", "off", "--keep_freed_memory", "false"]
 DEFAULT_MODELS = {"cpu": ["convnext_atto@128", "convnext_tiny@224"], "cuda": ["convnext_base@448"]}
 
 
@@ -54,6 +58,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=4, help="steps left out before timing")
     parser.add_argument("--window", type=int, default=8, help="steps per timed window")
     parser.add_argument("--repeats", type=int, default=3, help="timed windows; the median is reported")
+    parser.add_argument("--rounds", type=int, default=1, help="measure every setup this many times, in turn; "
+                                                             "the median over rounds is reported")
     parser.add_argument("--pipeline_images", type=int, default=64, help="images per timed pipeline() call")
     parser.add_argument("--matmul_size", type=int, default=4096)
     parser.add_argument("--quick", action="store_true", help="tiny settings, all in this process, for a smoke test; "
@@ -87,28 +93,46 @@ def run_flags(args, architecture: str, size: int, cache_dir: str) -> dict[str, l
         "--save_strategy", "no", "--logging_strategy", "no", "--report_to", "none", "--disable_tqdm", "true",
         "--remove_unused_columns", "false", "--log_level", "error", "--seed", "0",
     ]
-    return {"default": common + ["--do_predict"], "cached": common + ["--preresize_cache", cache_dir],
-            "naive": common + NAIVE_FLAGS, "compiled": common + ["--torch_compile", "true"]}
+    cached = ["--preresize_cache", cache_dir]  # the default, auto, in a folder of the benchmark's own
+    return {"default": common + cached + ["--do_predict"], "uncached": common + ["--preresize_cache", "off"],
+            "naive": common + NAIVE_FLAGS, "compiled": common + cached + ["--torch_compile", "true"]}
 
 
 def measure_model(args, spec: str, device: str, precision: str, num_classes: int, cache_dir: str) -> dict:
+    """Every setup of one model, `--rounds` times in turn, so that a slow spell of the machine hits them all."""
     architecture, size = spec.split("@")
     timing = {"device": device, "warmup": args.warmup, "window": args.window, "repeats": args.repeats}
     flags = run_flags(args, architecture, int(size), cache_dir)
-    setups = {}
-    for setup in args.setups:
-        print(f"[benchmark] {spec}: {setup}", flush=True)
-        if setup == "compute":
-            setups[setup] = run_measurement(
-                args, measure.compute_loop, architecture=architecture, image_size=int(size), batch=args.batch,
-                num_classes=num_classes, precision=precision, channels_last=True, **timing)
-        else:
-            setups[setup] = run_measurement(
-                args, measure.trainer_run, flags=flags[setup], batch=args.batch,
-                pipeline_images=args.pipeline_images if setup == "default" else 0, **timing)
+    rounds = {setup: [] for setup in args.setups}
+    for round_number in range(1, args.rounds + 1):
+        for setup in args.setups:
+            print(f"[benchmark] {spec}: {setup}, round {round_number} of {args.rounds}", flush=True)
+            if setup == "compute":
+                result = run_measurement(
+                    args, measure.compute_loop, architecture=architecture, image_size=int(size), batch=args.batch,
+                    num_classes=num_classes, precision=precision, channels_last=True, keep_freed=device == "cpu",
+                    **timing)
+            else:
+                first = round_number == 1  # inference and the loader alone are timed once
+                result = run_measurement(
+                    args, measure.trainer_run, flags=flags[setup] if first else _train_only(flags[setup]),
+                    batch=args.batch, pipeline_images=args.pipeline_images if setup == "default" and first else 0,
+                    time_loader=first, **timing)
+            rounds[setup].append(result)
     flops = measure.model_forward_flops(architecture, int(size), num_classes)
     return {"model": architecture, "image_size": int(size), "batch": args.batch,
-            "forward_flops_per_image": int(flops), "setups": setups}
+            "forward_flops_per_image": int(flops), "setups": {name: _median_round(r) for name, r in rounds.items()}}
+
+
+def _train_only(flags: list[str]) -> list[str]:
+    return [flag for flag in flags if flag != "--do_predict"]
+
+
+def _median_round(results: list[dict]) -> dict:
+    """The first round's measurements, with the median training speed over the rounds, and each round's."""
+    speeds = [r["images_per_s"] for r in results]
+    return {**results[0], "images_per_s": round(statistics.median(speeds), 2) if None not in speeds else None,
+            "rounds": speeds}
 
 
 def add_ratios(row: dict, peaks: dict) -> None:
@@ -135,6 +159,7 @@ def print_tables(report: dict) -> None:
         for name, s in row["setups"].items():
             training.append([report["device"], row["model"], row["image_size"], name, s["precision"],
                              "NHWC" if s["channels_last"] else "NCHW", _text(s["workers"]), s["optimizer"],
+                             _yes(s["preresized"]), _yes(s["keep_freed_memory"]),
                              _text(s["images_per_s"]), _text(s["vs_naive"], "x"), _text(s["vs_compute"], "x"),
                              _text(s["mfu"] and round(100 * s["mfu"], 2), "%"), _text(s["peak_rss_mb"]),
                              _text(s.get("cuda_max_allocated_mb"))])
@@ -145,10 +170,13 @@ def print_tables(report: dict) -> None:
                                   _text(s.get("predict", {}).get("images_per_s")),
                                   _text(s.get("pipeline", {}).get("images_per_s")),
                                   _text(s.get("pipeline_fast", {}).get("images_per_s"))])
-    print(f"\nTraining, images/s (median of {report['settings']['repeats']} windows; matmul peak GFLOP/s "
+    settings = report["settings"]
+    print(f"\nTraining, images/s (median of {settings['repeats']} windows of {settings['window']} steps, then of "
+          f"{settings['rounds']} round(s); matmul peak GFLOP/s "
           f"{report['matmul_peak_gflops']}; load average {report['load_average_before']} before, "
           f"{report['load_average_after']} after)")
-    _table(["device", "model", "res", "setup", "precision", "layout", "workers", "optimizer", "img/s", "vs naive",
+    _table(["device", "model", "res", "setup", "precision", "layout", "workers", "optimizer", "cache", "keep freed",
+            "img/s", "vs naive",
             "vs compute", "MFU", "peak RSS MB", "CUDA MB"], training)
     print("\nData and inference, images/s")
     _table(["model", "res", "setup", "workers", "loader", "loader/train", "decode+aug/worker", "--do_predict",
@@ -157,6 +185,10 @@ def print_tables(report: dict) -> None:
 
 def _text(value, unit: str = "") -> str:
     return "-" if value is None else f"{value}{unit}"
+
+
+def _yes(flag: bool | None) -> str:
+    return "-" if flag is None else "yes" if flag else "no"
 
 
 def _table(header: list[str], rows: list[list]) -> None:

@@ -14,6 +14,9 @@ from pathlib import Path
 import torch
 from transformers import TrainerCallback
 
+from sketch_data.cache import OFF
+from sketch_train.malloc import keep_freed_memory
+
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -83,9 +86,16 @@ def model_forward_flops(architecture: str, image_size: int, num_classes: int) ->
 
 
 def compute_loop(architecture: str, image_size: int, batch: int, num_classes: int, precision: str,
-                 channels_last: bool, device: str, warmup: int, window: int, repeats: int) -> dict:
-    """The bare training step on pre-made tensors: timm model, cross-entropy, fused AdamW; no data, no Trainer."""
+                 channels_last: bool, keep_freed: bool, device: str, warmup: int, window: int, repeats: int) -> dict:
+    """The bare training step on pre-made tensors: timm model, cross-entropy, fused AdamW; no data, no Trainer.
+
+    `keep_freed`: the allocator setting run_classification.py makes on a CPU, so that the ratio to it measures
+    the pipeline's cost, not the allocator's gain.
+    """
     import timm
+
+    if keep_freed:
+        keep_freed_memory()
 
     layout = torch.channels_last if channels_last else torch.contiguous_format
     model = timm.create_model(architecture, num_classes=num_classes).to(device, memory_format=layout).train()
@@ -110,20 +120,23 @@ def compute_loop(architecture: str, image_size: int, batch: int, num_classes: in
         marks.append(time.perf_counter())
     result = summary(window_rates(marks, warmup, window, repeats, batch))
     return {**result, "precision": precision, "channels_last": channels_last, "workers": None,
-            "optimizer": optimizer_name(optimizer), **peak_memory(device)}
+            "optimizer": optimizer_name(optimizer), "preresized": None, "keep_freed_memory": keep_freed,
+            **peak_memory(device)}
 
 
 class StepTimer(TrainerCallback):
     """Records when each training and prediction step ends; before training, times the train loader alone."""
 
-    def __init__(self, device: str, warmup: int, window: int, repeats: int):
+    def __init__(self, device: str, warmup: int, window: int, repeats: int, time_loader: bool = True):
         self.device, self.warmup, self.window, self.repeats = device, warmup, window, repeats
+        self.time_loader = time_loader
         self.train_marks, self.predict_marks, self.loader, self.optimizer = [], [], {}, "?"
 
     def on_train_begin(self, args, state, control, train_dataloader=None, optimizer=None, **kwargs):
         self.optimizer = optimizer_name(optimizer)
-        self.loader = self.loader_rates(getattr(train_dataloader, "base_dataloader", train_dataloader),
-                                        args.per_device_train_batch_size)
+        if self.time_loader:
+            self.loader = self.loader_rates(getattr(train_dataloader, "base_dataloader", train_dataloader),
+                                            args.per_device_train_batch_size)
         synchronize(self.device)
         self.train_marks.append(time.perf_counter())
 
@@ -161,14 +174,14 @@ def optimizer_name(optimizer) -> str:
 
 
 def trainer_run(flags: list[str], device: str, warmup: int, window: int, repeats: int, batch: int,
-                pipeline_images: int = 0) -> dict:
+                pipeline_images: int = 0, time_loader: bool = True) -> dict:
     """Train (and predict, when flags say so) with the real run_classification.main; then time pipeline()."""
     import run_classification
 
     if "fork" in multiprocessing.get_all_start_methods():
         # This process was spawned and inherited "spawn"; data workers start as in a plain `python` run here.
         multiprocessing.set_start_method("fork", force=True)
-    timer = StepTimer(device, warmup, window, repeats)
+    timer = StepTimer(device, warmup, window, repeats, time_loader)
     with tempfile.TemporaryDirectory() as output_dir:
         model_args, data_args, training_args = run_classification.parse(flags + ["--output_dir", output_dir])
         run_classification.main(model_args, data_args, training_args, extra_callbacks=[timer])
@@ -176,7 +189,8 @@ def trainer_run(flags: list[str], device: str, warmup: int, window: int, repeats
             **summary(window_rates(timer.train_marks, warmup, window, repeats, batch)),
             "precision": "fp16" if training_args.fp16 else "bf16" if training_args.bf16 else "fp32",
             "channels_last": training_args.channels_last, "workers": training_args.dataloader_num_workers,
-            "optimizer": timer.optimizer, **timer.loader, **peak_memory(device),
+            "optimizer": timer.optimizer, "preresized": data_args.preresize_cache.lower() not in OFF,
+            "keep_freed_memory": training_args.keep_freed_memory and training_args.use_cpu, **timer.loader, **peak_memory(device),
         }
         if timer.predict_marks:
             full_batches = timer.predict_marks[:-1]  # the last batch of the test set may be partial

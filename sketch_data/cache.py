@@ -1,17 +1,20 @@
 """Decode and resize every image once, into Arrow files that later runs reuse (`--preresize_cache DIR`).
 
 Training and evaluation both start with the processor's eval resize (shorter side to image_size / crop_pct);
-the cache stores `resize(to_rgb(image))` losslessly (PNG in Arrow), so that step becomes a no-op on the cached
-image and every later transform gives exactly the tensors of an uncached run, while a worker no longer
-decodes a large JPEG and resamples it for every epoch.
+the cache stores `resize(to_rgb(image))` losslessly (PNG in Arrow; one channel when all three are equal), so
+that step becomes a no-op on the cached image and every later transform gives exactly the tensors of an
+uncached run, while data loading no longer decodes a large JPEG and resamples it for every epoch.
 """
 
 import logging
 import os
 from pathlib import Path
 
+import datasets
+import PIL.Image
 from datasets import Dataset, DatasetDict, Features, Image, concatenate_datasets
 from datasets.fingerprint import Hasher
+from PIL import ImageChops
 from torchvision import transforms
 from torchvision.transforms import v2
 
@@ -19,8 +22,26 @@ from .images import to_rgb
 
 logger = logging.getLogger(__name__)
 Resize = transforms.Resize | v2.Resize  # timm's processors build the v1 one
-CACHE_VERSION = 1  # bump when what is stored changes, so old files are not reused
+CACHE_VERSION = 2  # bump when what is stored changes, so old files are not reused
 MIN_IMAGES_PER_PROCESS = 1000  # below this, starting processes costs more than it saves
+OFF = ("off", "none", "")
+
+
+def preresize_folder(option: str, augment_policy: str, processor) -> Path | None:
+    """Where `--preresize_cache option` keeps the pre-resized images; None when there is to be no cache.
+
+    'auto' uses the datasets cache, unless a cache cannot give the same training inputs: timm's own augmentation
+    crops the original image at random, and an eval transform without a leading resize has nothing to cache.
+    """
+    if option.lower() in OFF:
+        return None
+    if option != "auto":
+        return Path(option)
+    if augment_policy == "timm" or not _starts_with_resize(processor):
+        logger.info("No pre-resized cache: %s.", "--augment timm crops the original images" if augment_policy == "timm"
+                    else "the eval transform does not start with a resize")
+        return None
+    return Path(datasets.config.HF_DATASETS_CACHE) / "sketch_preresized"
 
 
 def preresize_splits(splits: DatasetDict, processor, cache_dir: str | Path) -> DatasetDict:
@@ -32,9 +53,13 @@ def preresize_splits(splits: DatasetDict, processor, cache_dir: str | Path) -> D
 def eval_resize(processor) -> Resize:
     """The first step of the processor's eval transform, which every later step works on."""
     first = processor.val_transforms.transforms[0]
-    if not isinstance(first, (transforms.Resize, v2.Resize)):
-        raise ValueError(f"the eval transform starts with {first}, not a Resize: run without --preresize_cache.")
+    if not _starts_with_resize(processor):
+        raise ValueError(f"the eval transform starts with {first}, not a Resize: run with --preresize_cache off.")
     return first
+
+
+def _starts_with_resize(processor) -> bool:
+    return isinstance(processor.val_transforms.transforms[0], (transforms.Resize, v2.Resize))
 
 
 def preresized(dataset: Dataset, resize: Resize, cache_dir: str | Path) -> Dataset:
@@ -55,7 +80,15 @@ def preresized(dataset: Dataset, resize: Resize, cache_dir: str | Path) -> Datas
 
 
 def _resize_batch(batch: dict, resize: Resize) -> dict:
-    return {"image": [resize(to_rgb(image)) for image in batch["image"]]}
+    return {"image": [_gray_if_exactly_gray(resize(to_rgb(image))) for image in batch["image"]]}
+
+
+def _gray_if_exactly_gray(image: PIL.Image.Image) -> PIL.Image.Image:
+    """One channel where all three are equal (most sketches): a third of the bytes to store and inflate, and
+    to_rgb gives back exactly the same RGB pixels."""
+    red, green, blue = image.split()
+    same = ImageChops.difference(red, green).getbbox() is None and ImageChops.difference(green, blue).getbbox() is None
+    return red if same else image
 
 
 def _cache_key(dataset: Dataset, resize: Resize) -> str:

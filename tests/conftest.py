@@ -1,8 +1,10 @@
 """Shared fixtures: the real sketches in ../shared/data and a tiny trained run to reuse across tests."""
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -10,6 +12,13 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO.parent / "shared" / "data"
 PYTHON = sys.executable
+# Runs pre-resize their images into the datasets cache by default: keep that out of the developer's ~/.cache.
+# Set before any test module imports datasets, which reads it once; subprocesses inherit it.
+os.environ["HF_DATASETS_CACHE"] = tempfile.mkdtemp(prefix="sketch-tests-datasets-")
+
+
+def pytest_sessionfinish(session, exitstatus):
+    shutil.rmtree(os.environ["HF_DATASETS_CACHE"], ignore_errors=True)
 
 
 def shared_data(name: str) -> Path:

@@ -81,3 +81,17 @@ def test_training_on_real_sketches_lowers_the_loss(tmp_path, quickdraw_mini):
     losses = [e["loss"] for e in json.loads((tmp_path / "trainer_state.json").read_text())["log_history"] if "loss" in e]
     assert len(losses) == 8
     assert np.mean(losses[-2:]) < 0.7 * np.mean(losses[:2]), losses  # measured: 2.25 -> 0.80
+
+
+def test_default_runs_train_on_images_preresized_once_in_the_datasets_cache(tmp_path, quickdraw_mini):
+    env = {"HF_DATASETS_CACHE": str(tmp_path / "datasets")}
+    flags = ["--num_train_epochs", "1", "--do_predict", "false", "--eval_strategy", "no", "--save_strategy", "no",
+             "--load_best_model_at_end", "false"]
+    first = run_script("run_classification.py", *tiny_run_flags(quickdraw_mini, tmp_path / "first", *flags), env=env)
+    assert first.returncode == 0, first.stderr[-2000:]
+    built = sorted(p.name for p in (tmp_path / "datasets" / "sketch_preresized").iterdir())
+    assert len(built) == 2 and "Pre-resizing" in first.stderr  # train and validation, with a progress bar
+    second = run_script("run_classification.py", *tiny_run_flags(quickdraw_mini, tmp_path / "second", *flags), env=env)
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert second.stdout.count("Reusing pre-resized images") == 2
+    assert sorted(p.name for p in (tmp_path / "datasets" / "sketch_preresized").iterdir()) == built

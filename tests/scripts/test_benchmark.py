@@ -8,13 +8,14 @@ from conftest import run_script
 from scripts.benchmark_measure import window_rates
 from sketch_train.data_loading import auto_num_workers
 
-SETUPS = ["default", "cached", "naive", "compute"]
+SETUPS = ["default", "uncached", "naive", "compute"]
 
 
 @pytest.fixture(scope="module")
 def quick_report(quickdraw_mini, tmp_path_factory) -> tuple[dict, str]:
     out = tmp_path_factory.mktemp("bench") / "bench.json"
-    result = run_script("scripts/benchmark.py", "--quick", "--data_dir", str(quickdraw_mini), "--out", str(out))
+    result = run_script("scripts/benchmark.py", "--quick", "--rounds", "2", "--data_dir", str(quickdraw_mini),
+                        "--out", str(out))
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return json.loads(out.read_text()), result.stdout
 
@@ -34,16 +35,18 @@ def test_every_setup_is_measured_with_its_own_settings(quick_report):
     report, _ = quick_report
     setups = report["models"][0]["setups"]
     assert list(setups) == SETUPS
-    settings = {name: (s["precision"], s["channels_last"], s["workers"], s["optimizer"]) for name, s in setups.items()}
+    settings = {name: (s["precision"], s["channels_last"], s["workers"], s["optimizer"], s["preresized"],
+                       s["keep_freed_memory"]) for name, s in setups.items()}
     fast, workers = report["default_precision"], auto_num_workers(uses_gpu=False)
     assert settings == {
-        "default": (fast, True, workers, "AdamW(fused)"),
-        "cached": (fast, True, workers, "AdamW(fused)"),
-        "naive": ("fp32", False, 0, "AdamW(for-loop)"),
-        "compute": (fast, True, None, "AdamW(fused)"),
+        "default": (fast, True, workers, "AdamW(fused)", True, True),
+        "uncached": (fast, True, workers, "AdamW(fused)", False, True),
+        "naive": ("fp32", False, 0, "AdamW(for-loop)", False, False),
+        "compute": (fast, True, None, "AdamW(fused)", None, True),
     }
     for s in setups.values():
         assert s["images_per_s"] > 0 and len(s["windows"]) == 3 and s["peak_rss_mb"] > 0
+        assert len(s["rounds"]) == 2 and s["images_per_s"] == pytest.approx(sum(s["rounds"]) / 2, abs=0.01)
         assert s["mfu"] > 0
     assert setups["naive"]["vs_naive"] == 1.0 and setups["compute"]["vs_compute"] == 1.0
 
@@ -51,7 +54,7 @@ def test_every_setup_is_measured_with_its_own_settings(quick_report):
 def test_data_and_inference_are_measured(quick_report):
     report, stdout = quick_report
     setups = report["models"][0]["setups"]
-    for name in ("default", "cached", "naive"):
+    for name in ("default", "uncached", "naive"):
         assert setups[name]["loader"]["images_per_s"] > 0
         assert setups[name]["decode_augment_per_worker"]["images_per_s"] > 0
         assert setups[name]["loader_vs_train"] > 0
@@ -59,6 +62,7 @@ def test_data_and_inference_are_measured(quick_report):
         assert setups["default"][measure]["images_per_s"] > 0
     assert "vs naive" in stdout and "decode+aug/worker" in stdout
     assert sum(line.startswith("cpu     test_convnext") for line in stdout.splitlines()) == len(SETUPS)
+    assert stdout.count("round 2 of 2") == len(SETUPS)
 
 
 def test_window_rates_leave_out_warmup_and_shrink_to_short_runs():

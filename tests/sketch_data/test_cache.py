@@ -3,12 +3,15 @@
 import os
 import shutil
 
+import datasets
 import pytest
+import numpy as np
 import torch
+from PIL import Image
 from torchvision.transforms import v2
 
 from sketch_data import load_sketch_dataset
-from sketch_data.cache import eval_resize, preresize_splits
+from sketch_data.cache import eval_resize, preresize_folder, preresize_splits, preresized
 from sketch_data.transforms import eval_transform
 from sketch_train.arguments import ModelArguments
 from sketch_train.model import build_model
@@ -44,6 +47,20 @@ def test_cached_images_give_exactly_the_uncached_tensors(data_dir, processor, tm
             assert torch.equal(transform(original["image"]), transform(small["image"]))
 
 
+def test_grey_sketches_are_stored_in_one_channel_and_colour_ones_in_three(processor, tmp_path):
+    grey = np.random.default_rng(0).integers(0, 255, (60, 70), dtype=np.uint8)
+    colour = np.dstack([grey, grey, 255 - grey])
+    paths = [str(tmp_path / "grey.jpg"), str(tmp_path / "colour.png")]
+    Image.fromarray(grey).convert("RGB").save(paths[0])  # an RGB JPEG of a grey drawing, like most sketches
+    Image.fromarray(colour).save(paths[1])
+    dataset = datasets.Dataset.from_dict({"image": paths}, features=datasets.Features({"image": datasets.Image()}))
+    cached = preresized(dataset, eval_resize(processor), tmp_path / "cache")
+    assert [row["image"].mode for row in cached] == ["L", "RGB"]
+    transform = eval_transform(processor)
+    for original, small in zip(dataset, cached):
+        assert torch.equal(transform(original["image"]), transform(small["image"]))
+
+
 def test_a_second_run_reuses_the_cache_and_a_changed_file_rebuilds_it(data_dir, processor, tmp_path, caplog):
     cache = tmp_path / "cache"
     preresize_splits(load(data_dir), processor, cache)
@@ -59,10 +76,21 @@ def test_a_second_run_reuses_the_cache_and_a_changed_file_rebuilds_it(data_dir, 
     assert len(os.listdir(cache)) == 4  # only the test split changed
 
 
-def test_an_eval_transform_without_a_leading_resize_is_refused():
-    class Processor:
-        val_transforms = v2.Compose([v2.CenterCrop(32)])
+class CropOnly:
+    """A processor whose eval transform has no resize to cache."""
+    val_transforms = v2.Compose([v2.CenterCrop(32)])
 
-    with pytest.raises(ValueError, match=r"starts with CenterCrop\(size=\(32, 32\)\), not a Resize: run without "
-                                         r"--preresize_cache\.$"):
-        eval_resize(Processor())
+
+def test_auto_caches_in_the_datasets_cache_where_the_inputs_stay_the_same(processor, monkeypatch, tmp_path):
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "datasets")
+    assert preresize_folder("auto", "sketch", processor) == tmp_path / "datasets" / "sketch_preresized"
+    assert preresize_folder("auto", "timm", processor) is None  # timm's random crops read the originals
+    assert preresize_folder("auto", "sketch", CropOnly()) is None
+    assert preresize_folder("off", "sketch", processor) is None
+    assert preresize_folder(str(tmp_path / "mine"), "sketch", processor) == tmp_path / "mine"
+
+
+def test_an_eval_transform_without_a_leading_resize_is_refused():
+    with pytest.raises(ValueError, match=r"starts with CenterCrop\(size=\(32, 32\)\), not a Resize: run with "
+                                         r"--preresize_cache off\.$"):
+        eval_resize(CropOnly())

@@ -10,7 +10,8 @@ from sketch_train.data_loading import auto_num_workers
     (16, None, True, 8),   # all cores but the one feeding the GPU, at most 8
     (16, "4", True, 3),    # 4 cores per process
     (16, None, False, 4),  # a CPU run keeps 3 of every 4 cores for the training step
-    (2, None, False, 1),   # at least one worker
+    (4, None, False, 1),
+    (2, None, False, 0),   # below 4 cores the training process loads: a worker would preempt the step's threads
     (2, "2", True, 1),
 ])
 def test_auto_num_workers_shares_the_cores_of_the_node(monkeypatch, cores, processes, gpu, workers):
@@ -22,9 +23,10 @@ def test_auto_num_workers_shares_the_cores_of_the_node(monkeypatch, cores, proce
     assert auto_num_workers(uses_gpu=gpu) == workers
 
 
-def test_workers_default_to_auto_and_persist(tmp_path):
+def test_workers_default_to_auto_and_persist(tmp_path, monkeypatch):
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(8)))
     args = SketchTrainingArguments(output_dir=str(tmp_path), report_to="none")
-    assert args.dataloader_num_workers == auto_num_workers(uses_gpu=False) >= 1
+    assert args.dataloader_num_workers == auto_num_workers(uses_gpu=False) == 2
     assert args.dataloader_persistent_workers and not args.dataloader_pin_memory  # pinning only helps a GPU
 
 
