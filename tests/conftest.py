@@ -12,9 +12,15 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO.parent / "shared" / "data"
 PYTHON = sys.executable
-# Runs pre-resize their images into the datasets cache by default: keep that out of the developer's ~/.cache.
-# Set before any test module imports datasets, which reads it once; subprocesses inherit it.
-os.environ["HF_DATASETS_CACHE"] = tempfile.mkdtemp(prefix="sketch-tests-datasets-")
+
+
+def pytest_configure(config):
+    """Runs pre-resize their images into the datasets cache by default: keep that out of the developer's ~/.cache.
+
+    Set before any test module imports datasets, which reads it once; subprocesses inherit it. A hook, not
+    import-time code, because processes that unpickle test objects (spawned DataLoader workers) import this file.
+    """
+    os.environ["HF_DATASETS_CACHE"] = tempfile.mkdtemp(prefix="sketch-tests-datasets-")
 
 
 def pytest_sessionfinish(session, exitstatus):
