@@ -190,7 +190,8 @@ def trainer_run(flags: list[str], device: str, warmup: int, window: int, repeats
             "precision": "fp16" if training_args.fp16 else "bf16" if training_args.bf16 else "fp32",
             "channels_last": training_args.channels_last, "workers": training_args.dataloader_num_workers,
             "optimizer": timer.optimizer, "preresized": data_args.preresize_cache.lower() not in OFF,
-            "keep_freed_memory": training_args.keep_freed_memory and training_args.use_cpu, **timer.loader, **peak_memory(device),
+            "keep_freed_memory": training_args.keep_freed_memory and training_args.use_cpu,
+            **timer.loader, **peak_memory(device),
         }
         if timer.predict_marks:
             full_batches = timer.predict_marks[:-1]  # the last batch of the test set may be partial
