@@ -176,8 +176,7 @@ def print_tables(report: dict) -> None:
           f"{report['matmul_peak_gflops']}; load average {report['load_average_before']} before, "
           f"{report['load_average_after']} after)")
     _table(["device", "model", "res", "setup", "precision", "layout", "workers", "optimizer", "cache", "keep freed",
-            "img/s", "vs naive",
-            "vs compute", "MFU", "peak RSS MB", "CUDA MB"], training)
+            "img/s", "vs naive", "vs compute", "MFU", "peak RSS MB", "CUDA MB"], training)
     print("\nData and inference, images/s")
     _table(["model", "res", "setup", "workers", "loader", "loader/train", "decode+aug/worker", "--do_predict",
             "pipeline", "pipeline fast"], inference)
