@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from transformers import TrainerCallback
 
-from sketch_data.cache import OFF
+from sketch_data.cache import preresize_folder
 from sketch_train.malloc import keep_freed_memory
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -131,9 +131,11 @@ class StepTimer(TrainerCallback):
         self.device, self.warmup, self.window, self.repeats = device, warmup, window, repeats
         self.time_loader = time_loader
         self.train_marks, self.predict_marks, self.loader, self.optimizer = [], [], {}, "?"
+        self.processor = None
 
-    def on_train_begin(self, args, state, control, train_dataloader=None, optimizer=None, **kwargs):
-        self.optimizer = optimizer_name(optimizer)
+    def on_train_begin(self, args, state, control, train_dataloader=None, optimizer=None, processing_class=None,
+                       **kwargs):
+        self.optimizer, self.processor = optimizer_name(optimizer), processing_class
         if self.time_loader:
             self.loader = self.loader_rates(getattr(train_dataloader, "base_dataloader", train_dataloader),
                                             args.per_device_train_batch_size)
@@ -185,11 +187,12 @@ def trainer_run(flags: list[str], device: str, warmup: int, window: int, repeats
     with tempfile.TemporaryDirectory() as output_dir:
         model_args, data_args, training_args = run_classification.parse(flags + ["--output_dir", output_dir])
         run_classification.main(model_args, data_args, training_args, extra_callbacks=[timer])
+        cache = preresize_folder(data_args.preresize_cache, data_args.augment, timer.processor)
         result = {
             **summary(window_rates(timer.train_marks, warmup, window, repeats, batch)),
             "precision": "fp16" if training_args.fp16 else "bf16" if training_args.bf16 else "fp32",
             "channels_last": training_args.channels_last, "workers": training_args.dataloader_num_workers,
-            "optimizer": timer.optimizer, "preresized": data_args.preresize_cache.lower() not in OFF,
+            "optimizer": timer.optimizer, "preresized": cache is not None,
             "keep_freed_memory": training_args.keep_freed_memory and training_args.use_cpu,
             **timer.loader, **peak_memory(device),
         }

@@ -84,7 +84,7 @@ def _resize_batch(batch: dict, resize: Resize) -> dict:
 
 
 def _gray_if_exactly_gray(image: PIL.Image.Image) -> PIL.Image.Image:
-    """One channel where all three are equal (most sketches): a third of the bytes to store and inflate, and
+    """One channel where all three are equal (most sketches): half the PNG bytes to store and inflate, and
     to_rgb gives back exactly the same RGB pixels."""
     red, green, blue = image.split()
     same = ImageChops.difference(red, green).getbbox() is None and ImageChops.difference(green, blue).getbbox() is None

@@ -4,8 +4,8 @@ import os
 import shutil
 
 import datasets
-import pytest
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 from torchvision.transforms import v2
