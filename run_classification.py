@@ -11,28 +11,30 @@ import sys
 from pathlib import Path
 
 import evaluate
-import numpy as np
 import torch
 import transformers
-from transformers import EarlyStoppingCallback, Trainer, set_seed
+from transformers import EarlyStoppingCallback, set_seed
 
 from push_to_hub import PushError, check_push_arguments, push_run, take_over_push
 from sketch_data import SketchDataError, load_sketch_dataset
 from sketch_data.cache import preresize_folder, preresize_splits
 from sketch_data.demo import build_digits_demo
-from sketch_data.transforms import BatchTransform, Flipped, SketchAugment, eval_transform
+from sketch_data.transforms import BatchTransform, SketchAugment, eval_transform
 from sketch_train.arguments import DataArguments, ModelArguments, SketchTrainingArguments
 from sketch_train.checkpoints import last_complete_checkpoint
 from sketch_train.cli import parse_arguments
 from sketch_train.curriculum import staged_train_transform
+from sketch_train.features import use_cached_features
+from sketch_train.inference import Collator, tta_logits
 from sketch_train.malloc import keep_freed_memory
-from sketch_train.model import ModelSourceError, build_model
+from sketch_train.model import ModelSourceError, build_model, saved_label_names
 from sketch_train.model_card import run_summary, write_model_card
 from sketch_train.nan_guard import NanGuard, NonFiniteModelError
 from sketch_train.optim import freeze_backbone
 from sketch_train.output_dir import OutputDirError, disk_full_message, ensure_writable
 from sketch_train.outputs import write_eval_predictions, write_submission
 from sketch_train.recipe import build_recipe
+from sketch_train.trainer import SketchTrainer
 
 logger = logging.getLogger("run_classification")
 METRIC_PATH = str(Path(__file__).resolve().parent / "sketch_train" / "topk_accuracy.py")
@@ -63,7 +65,7 @@ def main(model_args: ModelArguments, data_args: DataArguments, training_args: Sk
             validation_split=data_args.validation_split, num_folds=data_args.num_folds, fold=data_args.fold,
             seed=data_args.split_seed, bad_images=data_args.bad_images, check_images=training_args.process_index == 0,
         )
-    label_names = data.label_names or _saved_label_names(model_args)
+    label_names = data.label_names or saved_label_names(model_args.model_name_or_path, model_args.cache_dir)
     set_seed(training_args.seed)  # before the model: a new head (or random init) must not differ between runs
     model, processor = build_model(model_args, label_names)
     if training_args.channels_last:
@@ -82,13 +84,16 @@ def main(model_args: ModelArguments, data_args: DataArguments, training_args: Sk
     # mixup/CutMix, layer decay, EMA, curriculum: whichever options are on, as Trainer arguments
     recipe = build_recipe(model, training_args, Collator(training_args.channels_last), to_train, len(label_names))
     if "train" in data.splits:
-        data.splits["train"].set_transform(recipe.train_batches(BatchTransform(to_train)))
+        data.splits["train"].set_transform(recipe.train_batches(BatchTransform(to_train, recipe.sample_seeds)))
     if "validation" in data.splits:
         data.splits["validation"].set_transform(BatchTransform(to_eval))
+    # a frozen backbone: train and validate on its features, computed once (sketch_train/features.py)
+    data.splits, recipe.collator = use_cached_features(model, data.splits, recipe, to_eval, to_train, model_args,
+                                                       data_args, training_args, cache_folder)
 
     metric = evaluate.load(METRIC_PATH)
     nan_guard = NanGuard(training_args.nan_policy)
-    trainer = Trainer(
+    trainer = SketchTrainer(
         model=model,
         args=training_args,
         train_dataset=data.splits.get("train") if training_args.do_train else None,
@@ -148,34 +153,6 @@ def main(model_args: ModelArguments, data_args: DataArguments, training_args: Sk
     return results
 
 
-class Collator:
-    """Stack a batch, in channels_last layout when asked (the fast path for convolutions)."""
-
-    def __init__(self, channels_last: bool):
-        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
-
-    def __call__(self, examples: list[dict]) -> dict:
-        images = [e["pixel_values"] for e in examples]
-        # One copy into the final layout; a copy from images that are channels last already is a plain memcpy.
-        pixel_values = torch.empty((len(images), *images[0].shape), dtype=images[0].dtype,
-                                   memory_format=self.memory_format)
-        batch = {"pixel_values": torch.stack(images, out=pixel_values)}
-        if "labels" in examples[0]:
-            batch["labels"] = torch.tensor([e["labels"] for e in examples])
-        return batch
-
-
-def tta_logits(trainer: Trainer, dataset, transform, tta: list[str]) -> np.ndarray:
-    """Logits of the plain view, averaged with flipped views for test-time augmentation."""
-    views = [transform] + [Flipped(transform, horizontal=(name == "hflip")) for name in tta]
-    total = 0
-    for view in views:
-        dataset.set_transform(BatchTransform(view))
-        with torch.inference_mode():  # cheaper than Trainer's no_grad; same batches, precision and layout
-            total = total + trainer.predict(dataset, metric_key_prefix="test").predictions
-    return total / len(views)
-
-
 def log_run_setup(args: SketchTrainingArguments, data) -> None:
     precision = "fp16" if args.fp16 else "bf16" if args.bf16 else "fp32"
     sizes = ", ".join(f"{name} {len(split)}" for name, split in data.splits.items())
@@ -186,12 +163,6 @@ def log_run_setup(args: SketchTrainingArguments, data) -> None:
         args.device, args.world_size, precision, args.channels_last, args.per_device_train_batch_size,
         args.world_size, args.gradient_accumulation_steps, args.effective_batch_size, args.learning_rate, scaled, sizes,
     )
-
-
-def _saved_label_names(model_args: ModelArguments) -> list[str]:
-    """Predict-only runs without train.csv take their labels from the checkpoint."""
-    config = transformers.AutoConfig.from_pretrained(model_args.model_name_or_path, cache_dir=model_args.cache_dir)
-    return [config.id2label[i] for i in range(config.num_labels)]
 
 
 def setup_logging(args: SketchTrainingArguments) -> None:

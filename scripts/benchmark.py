@@ -7,7 +7,8 @@
 For each model, in the same run and each in a fresh process:
   default  run_classification.py with its default settings (precision auto, channels_last, data workers auto,
            fused AdamW, images pre-resized once, freed memory kept on a CPU) on the real JPEG sketches, with data
-           loading and augmentation; then --do_predict and pipeline() on the test images, and the DataLoader alone
+           loading and augmentation; then --do_predict, scripts/predict.py and pipeline() on the test images, and
+           the DataLoader alone
   uncached the same with --preresize_cache off (every epoch decodes and resizes the JPEGs)
   naive    the same model in fp32, NCHW, JPEGs decoded in the training process (0 workers, no cache), for-loop
            AdamW, glibc's default allocator behaviour
@@ -168,6 +169,7 @@ def print_tables(report: dict) -> None:
                                   _text(s["loader"]["images_per_s"]), _text(s["loader_vs_train"], "x"),
                                   _text(s["decode_augment_per_worker"]["images_per_s"]),
                                   _text(s.get("predict", {}).get("images_per_s")),
+                                  _text(s.get("predict_script", {}).get("images_per_s")),
                                   _text(s.get("pipeline", {}).get("images_per_s")),
                                   _text(s.get("pipeline_fast", {}).get("images_per_s"))])
     settings = report["settings"]
@@ -179,7 +181,7 @@ def print_tables(report: dict) -> None:
             "img/s", "vs naive", "vs compute", "MFU", "peak RSS MB", "CUDA MB"], training)
     print("\nData and inference, images/s")
     _table(["model", "res", "setup", "workers", "loader", "loader/train", "decode+aug/worker", "--do_predict",
-            "pipeline", "pipeline fast"], inference)
+            "predict.py", "pipeline", "pipeline fast"], inference)
 
 
 def _text(value, unit: str = "") -> str:

@@ -203,7 +203,23 @@ def trainer_run(flags: list[str], device: str, warmup: int, window: int, repeats
             test_images = sorted(str(p) for p in Path(data_args.test_dir).iterdir())
             result.update(pipeline_rates(output_dir, test_images, batch, pipeline_images, result["precision"],
                                          device, repeats))
+            result["predict_script"] = predict_script_rates(output_dir, data_args.test_dir, training_args, device,
+                                                            window, repeats, batch)
     return result
+
+
+def predict_script_rates(model_dir: str, test_dir: str, run_args, device: str, window: int, repeats: int,
+                         batch: int) -> dict:
+    """Images/s of scripts/predict.py's prediction (sketch_train.inference.predict_files) on the test folder, timed
+    per batch like --do_predict, under the run's own arguments; and its end-to-end time with loading and checks."""
+    from sketch_train.inference import predict_files
+
+    timer = StepTimer(device, 0, window, repeats, time_loader=False)
+    start = time.perf_counter()
+    found = predict_files(model_dir, [test_dir], run_args, callbacks=[timer])
+    elapsed = time.perf_counter() - start
+    return {**summary(window_rates(timer.predict_marks[:-1], 1, window, repeats, batch)),
+            "end_to_end_images_per_s": round(len(found.image_paths) / elapsed, 2)}
 
 
 def pipeline_rates(model_dir: str, images: list[str], batch: int, count: int, precision: str, device: str,

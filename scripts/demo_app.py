@@ -21,6 +21,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # `python scripts/demo_app.py` from any folder still finds the repo's packages
 
 from sketch_data.images import to_rgb  # noqa: E402
+from sketch_train.pipeline import SketchImageClassificationPipeline  # noqa: E402
 
 TOP_K = 5
 # Quickdraw strokes are ~4.5 px wide on 256 px images. Brush size 5 draws ~9 px on this 512 px canvas
@@ -35,7 +36,7 @@ def canvas_image(value: dict | Image.Image | None) -> Image.Image | None:
         value = value.get("composite")
     if value is None:
         return None
-    # to_rgb composites transparent pixels onto white; pipeline() alone would turn them black.
+    # to_rgb composites transparent pixels onto white, as training does (the pipeline class does it again: a no-op).
     image = to_rgb(value)
     if all(low == high for low, high in image.getextrema()):  # one flat colour: nothing drawn yet
         return None
@@ -74,13 +75,18 @@ def build_app(classifier, title: str) -> gr.Blocks:
     return app
 
 
+def load_classifier(model: str):
+    """pipeline("image-classification") with training's image conversion (transparency onto white)."""
+    return pipeline("image-classification", model=model, pipeline_class=SketchImageClassificationPipeline)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="runs/demo", help="A run's output_dir or a Hub model id.")
     parser.add_argument("--port", type=int, default=7860)
     args = parser.parse_args(argv)
     try:
-        classifier = pipeline("image-classification", model=args.model)
+        classifier = load_classifier(args.model)
     except (OSError, ValueError) as error:
         reason = str(error).strip().splitlines()[0]
         where = "" if Path(args.model).is_dir() else "no such folder, and as a Hub id: "

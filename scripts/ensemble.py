@@ -29,6 +29,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # `python scripts/ensemble.py` from any folder still finds the repo's packages
 
 from scripts.score_submission import accuracy  # noqa: E402
+from sketch_data.atomic import atomic_write_text  # noqa: E402
 from sketch_train.outputs import write_submission  # noqa: E402
 
 METHODS = ("softmax", "vote")
@@ -133,7 +134,7 @@ def ensemble(runs: list[Path], weights: list[float] | None, method: str, test_cs
             results["test_accuracy"] = accuracy(str(submission), solution)
         except (ValueError, KeyError, FileNotFoundError) as error:
             raise EnsembleError(f"cannot score against {solution}: {error}") from None
-    (output_dir / "ensemble_results.json").write_text(json.dumps(results, indent=2) + "\n")
+    atomic_write_text(output_dir / "ensemble_results.json", json.dumps(results, indent=2) + "\n")
     return results
 
 

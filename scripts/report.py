@@ -1,8 +1,11 @@
 #!/usr/bin/env python
 """Write an evaluation report into a run folder: per-class scores, confused pairs, plots, and report.html.
 
-    python scripts/report.py --run runs/x --data_dir data                   # the run's validation predictions
+    python scripts/report.py --run runs/x                                   # validation predictions, or the test set
     python scripts/report.py --run runs/x --solution data/solution.csv      # submission.csv against an answer key
+
+Where the run's images are comes from its run_summary.json; --data_dir, --train_dir and --test_dir override it.
+A run without a validation split is scored on the test set when solution.csv lies beside its test.csv.
 """
 
 import argparse
@@ -21,6 +24,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # `python scripts/report.py` from any folder still finds the repo's packages
 
 from scripts.report_plots import plot_confusion_top, plot_curves, plot_errors  # noqa: E402
+from sketch_data.atomic import atomic_write_text  # noqa: E402
+from sketch_train.outputs import write_csv  # noqa: E402
 
 
 class ReportError(Exception):
@@ -64,8 +69,8 @@ def validation_predictions(run: Path, train_dir: Path | None) -> Predictions:
     frame = read_csv(run / "eval_predictions.csv", ["image_path", "label", "prediction", "confidence"],
                      "run run_classification.py with --do_eval, or pass --solution to score submission.csv.")
     if train_dir is None:
-        raise ReportError("errors.png needs the run's training images: pass --data_dir (the folder holding train/) "
-                          "or --train_dir.")
+        raise ReportError("errors.png needs the run's training images and the run saved no data location "
+                          "(run_summary.json): pass --data_dir (the folder holding train/) or --train_dir.")
     return Predictions([train_dir / p for p in frame["image_path"]], frame["label"].to_numpy(),
                        frame["prediction"].to_numpy(), frame["confidence"].to_numpy(dtype=float),
                        optional_logits(run / "eval_logits.npy", len(frame)), f"validation split ({len(frame)} images)")
@@ -179,7 +184,7 @@ def write_html(run: Path, scores: dict[str, str], pairs: pd.DataFrame, per_class
              ".table{border-collapse:collapse}.table td,.table th{padding:2px 10px;text-align:left;"
              "border-bottom:1px solid #ddd}")
     path = run / "report.html"
-    path.write_text(f"<!doctype html><html><head><meta charset='utf-8'><title>Report {html.escape(run.name)}</title>"
+    atomic_write_text(path, f"<!doctype html><html><head><meta charset='utf-8'><title>Report {html.escape(run.name)}</title>"
                     f"<style>{style}</style></head><body>{''.join(sections)}</body></html>")
     return path
 
@@ -191,8 +196,8 @@ def write_report(predictions: Predictions, run: Path, names: list[str], top_k: i
     matrix = confusion_matrix(predictions.labels, predictions.predictions, labels=range(len(names)))
     per_class = per_class_table(predictions, names)
     pairs = confused_pairs_table(matrix, names)
-    per_class.to_csv(run / "per_class.csv", index=False)
-    pairs.to_csv(run / "confused_pairs.csv", index=False)
+    write_csv(per_class, run / "per_class.csv")
+    write_csv(pairs, run / "confused_pairs.csv")
     plot_confusion_top(matrix, most_confused_classes(pairs, top_k, len(names)), names, run / "confusion_top.png")
     plot_errors(errors, run / "errors.png")
     state = run / "trainer_state.json"
@@ -203,26 +208,55 @@ def write_report(predictions: Predictions, run: Path, names: list[str], top_k: i
 
 
 def load_predictions(args: argparse.Namespace) -> Predictions:
+    """The predictions to report on: flags first, then where the run's own saved arguments say its data is."""
     run = Path(args.run)
     if not run.is_dir():
         raise ReportError(f"run folder {run} not found; pass the output_dir of a run_classification.py run.")
+    saved = saved_data_location(run)
     data_dir = Path(args.data_dir) if args.data_dir else None
-    if args.solution:
-        solution = Path(args.solution)
-        # The answer key sits beside test/ in the competition layout, so that is the default image folder.
-        test_dir = Path(args.test_dir) if args.test_dir else (data_dir or solution.parent) / "test"
+    solution = Path(args.solution) if args.solution else None
+    if solution is None and not (run / "eval_predictions.csv").is_file():
+        if not (run / "submission.csv").is_file():
+            raise ReportError(f"{run} has neither eval_predictions.csv (run_classification.py --do_eval with a "
+                              "validation split) nor submission.csv (--do_predict): there is nothing to report on.")
+        solution = answer_key_beside(data_dir / "test.csv" if data_dir else saved.get("test_csv"))
+        if solution is None:
+            raise ReportError(f"{run} has no eval_predictions.csv (it had no validation split) and no answer key "
+                              "was found beside its test.csv: pass --solution to score its submission.csv.")
+    if solution:
+        test_dir = _first_folder(args.test_dir, data_dir and data_dir / "test", saved.get("test_dir"),
+                                 solution.parent / "test")
         return test_predictions(run, solution, test_dir)
-    train_dir = Path(args.train_dir) if args.train_dir else data_dir / "train" if data_dir else None
-    return validation_predictions(run, train_dir)
+    return validation_predictions(run, _first_folder(args.train_dir, data_dir and data_dir / "train",
+                                                     saved.get("train_dir")))
+
+
+def saved_data_location(run: Path) -> dict:
+    """The data paths and split the run saved in run_summary.json (empty for runs that saved none)."""
+    path = run / "run_summary.json"
+    return json.loads(path.read_text()).get("data") or {} if path.is_file() else {}
+
+
+def answer_key_beside(test_csv: str | None) -> Path | None:
+    """solution.csv beside the run's test.csv, as the competition layout (and ../shared/data) has it."""
+    key = Path(test_csv).parent / "solution.csv" if test_csv else None
+    return key if key and key.is_file() else None
+
+
+def _first_folder(*candidates) -> Path | None:
+    return next((Path(c) for c in candidates if c), None)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", required=True, help="The run's output_dir; the report is written into it.")
-    parser.add_argument("--solution", help="Answer key (ID,image_path,target): report on submission.csv instead.")
-    parser.add_argument("--data_dir", help="The competition folder the run used (holds train/ and test/).")
+    parser.add_argument("--solution", help="Answer key (ID,image_path,target): report on submission.csv instead "
+                                           "(default for runs without validation: solution.csv beside test.csv).")
+    parser.add_argument("--data_dir", help="The competition folder the run used (holds train/ and test/); default: the "
+                                           "one in the run's run_summary.json.")
     parser.add_argument("--train_dir", help="Folder the validation image_path values are relative to.")
-    parser.add_argument("--test_dir", help="Folder of the test images (default: test/ beside --solution).")
+    parser.add_argument("--test_dir", help="Folder of the test images (default: the run's, else test/ beside "
+                                           "--solution).")
     parser.add_argument("--top_k", type=int, default=20, help="Classes in confusion_top.png.")
     parser.add_argument("--num_errors", type=int, default=24, help="Images in errors.png.")
     args = parser.parse_args(argv)

@@ -10,6 +10,7 @@ import numpy as np  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from sketch_data.atomic import atomic_write  # noqa: E402
 from sketch_data.images import to_rgb  # noqa: E402
 
 # Long ImageNet names would push the matrix off the figure; 22 characters keep a 20-class matrix square.
@@ -97,6 +98,7 @@ def line(ax, entries: list[dict], key: str, label: str) -> None:
 
 def save(fig, path: Path) -> Path:
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    with atomic_write(path, "wb") as file:  # a killed report never leaves half a picture
+        fig.savefig(file, dpi=100, format=Path(path).suffix.lstrip("."))
     plt.close(fig)
     return path

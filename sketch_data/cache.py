@@ -6,12 +6,17 @@ that step becomes a no-op on the cached image and every later transform gives ex
 uncached run, while data loading no longer decodes a large JPEG and resamples it for every epoch.
 """
 
+import contextlib
+import fcntl
 import logging
 import os
+import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import datasets
 import PIL.Image
+import pyarrow as pa
 from datasets import Dataset, DatasetDict, Features, Image, concatenate_datasets
 from datasets.fingerprint import Hasher
 from PIL import ImageChops
@@ -19,12 +24,16 @@ from torchvision import transforms
 from torchvision.transforms import v2
 
 from .images import to_rgb
+from .processes import multiprocess_children_die_with_parent
 
 logger = logging.getLogger(__name__)
 Resize = transforms.Resize | v2.Resize  # timm's processors build the v1 one
 CACHE_VERSION = 2  # bump when what is stored changes, so old files are not reused
 MIN_IMAGES_PER_PROCESS = 1000  # below this, starting processes costs more than it saves
 OFF = ("off", "none", "")
+LOCK_FILE = ".build.lock"
+# tempfile.NamedTemporaryFile's names, which datasets.map writes its cache files under until they are complete
+DATASETS_TEMPORARY = re.compile(r"^tmp[a-z0-9_]{8}$")
 
 
 def preresize_folder(option: str, augment_policy: str, processor) -> Path | None:
@@ -66,17 +75,66 @@ def preresized(dataset: Dataset, resize: Resize, cache_dir: str | Path) -> Datas
     """`dataset` with `image` = resize(to_rgb(image)), read from `cache_dir` when these files were done before."""
     path = Path(cache_dir) / f"preresized-{_cache_key(dataset, resize)}.arrow"
     path.parent.mkdir(parents=True, exist_ok=True)
-    if list(path.parent.glob(f"{path.stem}*.arrow")):  # one file, or one per process that built it
-        logger.info("Reusing pre-resized images from %s", path)
     cores = len(os.sched_getaffinity(0))
-    images = dataset.select_columns(["image"]).map(
-        _resize_batch, batched=True, batch_size=100, fn_kwargs={"resize": resize},
-        features=Features({"image": Image()}),
-        cache_file_name=str(path), num_proc=min(cores, len(dataset) // MIN_IMAGES_PER_PROCESS) or None,
-        desc=f"Pre-resizing {len(dataset)} images to {resize.size}",
-    )
+    # datasets writes each Arrow file under a tmpXXXXXXXX name and renames it when complete, so a killed build
+    # never leaves a half cache file, only those temporaries: removed here when no other build is running.
+    # It does not fsync, so after a power cut a renamed file can still be short: such files are rebuilt.
+    multiprocess_children_die_with_parent()  # no orphans holding decoded images after a kill -9
+    with building_in(path.parent):
+        cached = [file for file in sorted(path.parent.glob(f"{path.stem}*.arrow")) if _readable(file)]
+        if cached:  # one file, or one per process that built it
+            logger.info("Reusing pre-resized images from %s", path)
+        images = dataset.select_columns(["image"]).map(
+            _resize_batch, batched=True, batch_size=100, fn_kwargs={"resize": resize},
+            features=Features({"image": Image()}),
+            cache_file_name=str(path), num_proc=min(cores, len(dataset) // MIN_IMAGES_PER_PROCESS) or None,
+            desc=f"Pre-resizing {len(dataset)} images to {resize.size}",
+        )
+        for file in path.parent.glob(f"{path.stem}*.arrow"):
+            if file not in cached:  # newly built: make it durable before a later run trusts it
+                with open(file, "rb") as handle:
+                    os.fsync(handle.fileno())
     # Labels and paths come from the current CSVs, never from the cache.
     return concatenate_datasets([images, dataset.remove_columns("image")], axis=1)
+
+
+@contextlib.contextmanager
+def building_in(cache_dir: Path) -> Iterator[None]:
+    """Hold a shared lock on the cache folder while building; first remove what killed builds left behind.
+
+    flock locks go with their process, even on SIGKILL, so getting the lock exclusively proves that no build is
+    running in this folder, and every temporary file in it is an orphan. Another run building at the same time
+    holds its shared lock, and we leave its temporaries alone.
+    """
+    with open(cache_dir / LOCK_FILE, "a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            pass  # another build is running: its temporaries are in use
+        else:
+            _remove_stale_temporaries(cache_dir)
+        fcntl.flock(lock, fcntl.LOCK_SH)  # from exclusive: a conversion; otherwise waits for another's clean-up
+        yield
+
+
+def _readable(file: Path) -> bool:
+    """Whether a cache file reads to its end; one that does not (cut by a power cut) is deleted, to be rebuilt."""
+    try:
+        with pa.memory_map(str(file)) as source:
+            pa.ipc.open_stream(source).read_all()
+        return True
+    except (pa.ArrowInvalid, OSError) as error:
+        logger.warning("Rebuilding %s: it does not read (%s), e.g. cut short by a power cut.", file, error)
+        file.unlink(missing_ok=True)
+        return False
+
+
+def _remove_stale_temporaries(cache_dir: Path) -> None:
+    stale = [file for file in cache_dir.iterdir() if DATASETS_TEMPORARY.match(file.name) and file.is_file()]
+    for file in stale:
+        file.unlink(missing_ok=True)
+    if stale:
+        logger.info("Removed %d temporary file(s) that an interrupted pre-resize left in %s", len(stale), cache_dir)
 
 
 def _resize_batch(batch: dict, resize: Resize) -> dict:

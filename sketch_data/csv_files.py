@@ -5,8 +5,10 @@ Every problem is reported by CSV line (the header is line 1) so it can be fixed 
 
 import logging
 import os
+import warnings
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from .errors import SketchDataError
@@ -16,6 +18,7 @@ logger = logging.getLogger(__name__)
 TRAIN_COLUMNS = ["class_name", "image_path", "target"]
 TEST_COLUMNS = ["image_path"]
 MAX_LISTED = 5
+MAX_SHOWN = 80  # characters of a value quoted in an error
 
 
 def read_train_csv(csv_path: str | Path, image_dir: str | Path) -> tuple[pd.DataFrame, dict[str, int]]:
@@ -38,7 +41,7 @@ def read_test_csv(csv_path: str | Path, image_dir: str | Path) -> pd.DataFrame:
     repeated = frame[frame.duplicated("image_path", keep=False)]
     if len(repeated):
         raise SketchDataError(
-            f"{csv_path}: {_lines(repeated)}: image_path {repeated.image_path.iloc[0]!r} appears more than once. "
+            f"{csv_path}: {_lines(repeated)}: image_path {_quoted(repeated.image_path.iloc[0])} appears more than once. "
             "A submission needs exactly one row per test image: delete the repeated rows."
         )
     frame["file"] = _resolve_image_files(frame, csv_path, image_dir)
@@ -56,7 +59,7 @@ def _read_csv(csv_path: str | Path, columns: list[str]) -> pd.DataFrame:
     missing = [c for c in columns if c not in frame.columns]
     if missing:
         raise SketchDataError(
-            f"{path}: missing column(s) {missing}; found {list(frame.columns)}. "
+            f"{path}: missing column(s) {missing}; found {_quoted(list(frame.columns), 200)}. "
             f"The header must be {','.join(columns)}."
         )
     frame = frame.apply(lambda column: column.str.strip())
@@ -72,12 +75,21 @@ def _read_csv(csv_path: str | Path, columns: list[str]) -> pd.DataFrame:
 
 def _parse(path: Path) -> pd.DataFrame:
     try:
-        # utf-8-sig drops a byte-order mark; str dtype keeps paths such as 001.JPEG intact.
-        return pd.read_csv(path, dtype=str, encoding="utf-8-sig", keep_default_na=False, skipinitialspace=True,
-                           skip_blank_lines=False)
+        # utf-8-sig drops a byte-order mark; str dtype keeps paths such as 001.JPEG intact. index_col=False: when
+        # every row has more values than the header, pandas would otherwise silently make the first ones an index,
+        # shifting every column; instead its warning about the lost values becomes the error below.
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            return pd.read_csv(path, dtype=str, encoding="utf-8-sig", keep_default_na=False, skipinitialspace=True,
+                               skip_blank_lines=False, index_col=False)
+    except pd.errors.ParserWarning as error:
+        raise SketchDataError(f"{path}: some rows have more values than the header has columns; quote values that "
+                              "contain commas and delete trailing commas.") from error
     except pd.errors.ParserError as error:  # e.g. "Expected 3 fields in line 7, saw 4": a stray comma
         detail = str(error).strip().removeprefix("Error tokenizing data. C error: ")
         raise SketchDataError(f"{path}: cannot be read as CSV: {detail}. Quote values that contain commas.") from error
+    except pd.errors.EmptyDataError as error:  # only blank lines or spaces
+        raise SketchDataError(f"{path}: holds no header line, only blank space; expected a CSV header first.") from error
     except UnicodeDecodeError as error:
         raise SketchDataError(
             f"{path}: is not UTF-8 text (byte {error.start}: {error.reason}); save it as UTF-8 CSV."
@@ -86,10 +98,11 @@ def _parse(path: Path) -> pd.DataFrame:
 
 def _integer_targets(frame: pd.DataFrame, csv_path: str | Path) -> pd.Series:
     targets = pd.to_numeric(frame["target"], errors="coerce")
-    bad = frame[targets.isna() | (targets != targets.round())]
+    # NaN and inf are not class numbers, nor values beyond 2**53, which a float cannot hold exactly
+    bad = frame[~np.isfinite(targets) | (targets != targets.round()) | (targets.abs() > 2**53)]
     if len(bad):
         raise SketchDataError(
-            f"{csv_path}: {_lines(bad)}: target {bad.target.iloc[0]!r} is not an integer; targets are class numbers 0..N-1."
+            f"{csv_path}: {_lines(bad)}: target {_quoted(bad.target.iloc[0])} is not an integer; targets are class numbers 0..N-1."
         )
     return targets.astype(int)
 
@@ -99,7 +112,7 @@ def _drop_duplicate_rows(frame: pd.DataFrame, csv_path: str | Path) -> tuple[pd.
     conflicting = same_path.groupby("image_path").filter(lambda g: g[["class_name", "target"]].nunique().max() > 1)
     if len(conflicting):
         raise SketchDataError(
-            f"{csv_path}: {_lines(conflicting)}: image_path {conflicting.image_path.iloc[0]!r} appears with "
+            f"{csv_path}: {_lines(conflicting)}: image_path {_quoted(conflicting.image_path.iloc[0])} appears with "
             "different labels. Keep the row with the right label and delete the others."
         )
     duplicated = frame.duplicated("image_path")
@@ -122,8 +135,8 @@ def _check_targets_match_class_names(frame: pd.DataFrame, csv_path: str | Path) 
     if len(wrong):
         row = wrong.iloc[0]
         raise SketchDataError(
-            f"{csv_path}: {_lines(wrong)}: target contradicts class_name: line {row.line} gives {row.class_name!r} "
-            f"target {row.target}, but {row.class_name!r} is class {expected[wrong.index[0]]} of the "
+            f"{csv_path}: {_lines(wrong)}: target contradicts class_name: line {row.line} gives {_quoted(row.class_name)} "
+            f"target {row.target}, but {_quoted(row.class_name)} is class {expected[wrong.index[0]]} of the "
             f"{len(class_names)} class names in sorted order. Fix the target column "
             "(target = index of class_name among the sorted class names)."
         )
@@ -139,16 +152,29 @@ def _resolve_image_files(frame: pd.DataFrame, csv_path: str | Path, image_dir: s
     escaping = frame[[Path(p).is_absolute() or not f.is_relative_to(root) for p, f in zip(frame.image_path, files)]]
     if len(escaping):
         raise SketchDataError(
-            f"{csv_path}: {_lines(escaping)}: image_path {escaping.image_path.iloc[0]!r} points outside the image "
+            f"{csv_path}: {_lines(escaping)}: image_path {_quoted(escaping.image_path.iloc[0])} points outside the image "
             f"folder {root}. image_path must be relative to that folder and stay inside it."
         )
-    missing = frame[[not f.is_file() for f in files]]
+    missing = frame[[not _is_file(f) for f in files]]
     if len(missing):
         raise SketchDataError(
             f"{csv_path}: {_lines(missing)}: image not found under {root} "
-            f"(first: {missing.image_path.iloc[0]!r}). Restore the files or delete those rows."
+            f"(first: {_quoted(missing.image_path.iloc[0])}). Restore the files or delete those rows."
         )
     return [str(f) for f in files]
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except OSError:  # e.g. a name too long for the file system (ENAMETOOLONG): not a file we can read
+        return False
+
+
+def _quoted(value, limit: int = MAX_SHOWN) -> str:
+    """A value from the CSV as the error shows it: repr, cut short so that a 100 kB field stays a one-line error."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(str(value))} characters)"
 
 
 def _lines(rows: pd.DataFrame) -> str:

@@ -1,9 +1,11 @@
 """Turn the competition's CSV files into a `datasets.DatasetDict`, like an `imagefolder` dataset."""
 
+import glob
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import PIL.Image
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Image, Value
 
 from .csv_files import read_test_csv, read_train_csv
@@ -13,6 +15,7 @@ from .labels import readable_names
 from .splits import split_indices
 
 logger = logging.getLogger(__name__)
+IMAGE_EXTENSIONS = set(PIL.Image.registered_extensions())  # every format Pillow reads, as '.jpeg', '.png', ...
 
 
 @dataclass
@@ -55,6 +58,9 @@ def load_sketch_dataset(
         frame, counts["bad_train_images_skipped"], counts["odd_size_train_images"] = _checked_images(
             frame, train_csv, bad_images, check_images
         )
+        if frame.empty:
+            raise SketchDataError(f"{train_csv}: none of its {counts['bad_train_images_skipped']} images is usable "
+                                  "(all skipped by --bad_images skip); replace the files.")
         train_idx, val_idx, counts["rare_class_images_kept_in_train"] = split_indices(
             frame["target"].tolist(), validation_split, num_folds, fold, seed
         )
@@ -72,6 +78,54 @@ def load_sketch_dataset(
         _, _, counts["odd_size_test_images"] = _checked_images(frame, test_csv, "error", check_images)
         splits["test"] = _dataset(frame, Features({"image": Image(), "image_path": Value("string")}))
     return SketchData(splits, class_names, readable_names(class_names), counts)
+
+
+def load_image_files(inputs: list[str], bad_images: str = "error") -> tuple[Dataset, dict[str, int]]:
+    """Images to predict from folders (searched recursively), files or glob patterns, with no CSV.
+
+    Returns a dataset with `image` and `image_path` (relative to its folder for a folder, else as matched), in
+    sorted order, and counts of what was skipped. Unreadable images stop with a list of them, or with
+    `bad_images="skip"` are left out and counted.
+    """
+    files, image_paths, ignored = [], [], []
+    for source in inputs:
+        found = _files_of(source)
+        ignored += [f for f in found if f.suffix.lower() not in IMAGE_EXTENSIONS]
+        found = [f for f in found if f.suffix.lower() in IMAGE_EXTENSIONS]
+        base = Path(source) if Path(source).is_dir() else None
+        files += [str(f) for f in found]
+        image_paths += [str(f.relative_to(base)) if base else str(f) for f in found]
+    if ignored:
+        logger.warning("Ignoring %d file(s) that are not images by their extension, e.g. %s", len(ignored), ignored[0])
+    if not files:
+        raise SketchDataError(f"no image files in {', '.join(inputs)}; pass a folder of images, image files or a "
+                              "quoted glob pattern such as 'data/test/*.JPEG'.")
+    scan = scan_images(files, desc="Checking images")
+    if scan.bad:
+        listing = "; ".join(f"{path}: {reason}" for path, reason in list(scan.bad.items())[:5])
+        more = f" (and {len(scan.bad) - 5} more)" if len(scan.bad) > 5 else ""
+        if bad_images != "skip":
+            raise SketchDataError(f"{len(scan.bad)} unreadable image(s): {listing}{more}. Replace or delete them, or "
+                                  "pass --bad_images skip to leave them out.")
+        logger.warning("Skipping %d unreadable image(s): %s%s", len(scan.bad), listing, more)
+    kept = [(file, path) for file, path in zip(files, image_paths) if file not in scan.bad]
+    dataset = Dataset.from_dict({"image": [f for f, _ in kept], "image_path": [p for _, p in kept]},
+                                features=Features({"image": Image(), "image_path": Value("string")}))
+    return dataset, {"bad_images_skipped": len(scan.bad), "ignored_files": len(ignored)}
+
+
+def _files_of(source: str) -> list[Path]:
+    """The files a folder holds (recursively), the file itself, or what a glob pattern matches; sorted."""
+    path = Path(source)
+    if path.is_dir():
+        found = sorted(p for p in path.rglob("*") if p.is_file())
+    elif path.is_file():
+        found = [path]
+    else:
+        found = sorted(Path(p) for p in glob.glob(source, recursive=True) if Path(p).is_file())
+        if not found:
+            raise SketchDataError(f"{source}: no such file or folder, and no file matches it as a glob pattern.")
+    return found
 
 
 def _labelled_features(class_names: list[str]) -> Features:

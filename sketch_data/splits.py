@@ -23,6 +23,8 @@ def split_indices(
     classes, counts = np.unique(targets, return_counts=True)
     splittable = np.isin(targets, classes[counts >= needed])
     rows = np.flatnonzero(splittable)
+    if not len(rows):  # no class is big enough to split: all of them stay in train
+        return np.arange(len(targets)), np.array([], dtype=int), len(targets)
     train, val = _stratified(targets[rows], validation_split, num_folds, fold, seed)
     train = np.sort(np.concatenate([rows[train], np.flatnonzero(~splittable)]))
     return train, np.sort(rows[val]), int((~splittable).sum())

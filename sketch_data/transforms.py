@@ -4,9 +4,13 @@ Eval is exactly the processor's `val_transforms` (so `pipeline()` sees what vali
 `to_rgb`. Training adds geometry that fills with white, since sketches are black on white.
 """
 
-from collections.abc import Callable
+import contextlib
+import hashlib
+import random
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torchvision.transforms import v2
 
@@ -72,17 +76,73 @@ class Flipped:
         return torch.flip(self.transform(image), dims=self.dims)
 
 
-class BatchTransform:
-    """Lazily turn a batch of decoded images into model inputs: the function given to `Dataset.set_transform`."""
+@contextlib.contextmanager
+def seeded_rng(seed: int, numpy: bool = False) -> Iterator[None]:
+    """Run the block with torch's (CPU) and Python's global generators, and numpy's if asked, seeded by `seed`;
+    then put back their previous states. Random transforms (torchvision v2, timm, SketchAutoAugment) draw from
+    these globals and take no generator. Numpy is opt-in: saving and restoring its state costs ~100 us, as much as
+    a small image's whole transform, and only timm's Mixup (seeded per batch) draws from it.
+    """
+    python_state = random.getstate()
+    numpy_state = np.random.get_state() if numpy else None
+    with torch.random.fork_rng(devices=[]):
+        torch.default_generator.manual_seed(seed)  # torch.manual_seed would also seed every GPU: 100x slower
+        random.seed(seed)
+        if numpy:
+            np.random.seed(seed % 2**32)
+        try:
+            yield
+        finally:
+            random.setstate(python_state)
+            if numpy:
+                np.random.set_state(numpy_state)
 
-    def __init__(self, transform: Callable):
-        self.transform = transform
+
+class SampleSeeds:
+    """Each training example's random augmentation is a function of (seed, epoch, image_path) alone.
+
+    Drawing it from the global generators instead makes it depend on when the example is loaded: Trainer
+    (with accelerate's one-batch prefetch) loads the first batches after a resume before it restores the
+    checkpoint's RNG state, so a resumed run augmented them differently from an uninterrupted one (docs/resume.md).
+    Seeded per example, augmentation is the same with or without a resume, and with any number of workers;
+    the global generators are left untouched for what trains on them (dropout, drop path).
+    The epoch lives in shared memory, set by a callback at each epoch's start (as in sketch_train/curriculum.py).
+    """
+
+    def __init__(self, seed: int):
+        self.seed = seed
+        self.epoch = torch.zeros((), dtype=torch.int64).share_memory_()
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch.fill_(epoch)
+
+    def seed_for(self, key: str) -> int:
+        digest = hashlib.blake2b(f"{self.seed}/{int(self.epoch)}/{key}".encode(), digest_size=8).digest()
+        return int.from_bytes(digest, "little")
+
+
+class BatchTransform:
+    """Lazily turn a batch of decoded images into model inputs: the function given to `Dataset.set_transform`.
+
+    With `seeds`, each image's random draws are seeded by its `image_path` (see `SampleSeeds`).
+    """
+
+    def __init__(self, transform: Callable, seeds: SampleSeeds | None = None):
+        self.transform, self.seeds = transform, seeds
 
     def __call__(self, batch: dict) -> dict:
-        out = {"pixel_values": [self.transform(image) for image in batch["image"]]}
+        if self.seeds is None:
+            pixels = [self.transform(image) for image in batch["image"]]
+        else:
+            pixels = [self._seeded(image, key) for image, key in zip(batch["image"], batch["image_path"])]
+        out = {"pixel_values": pixels}
         if "label" in batch:
             out["labels"] = batch["label"]
         return out
+
+    def _seeded(self, image, key: str) -> torch.Tensor:
+        with seeded_rng(self.seeds.seed_for(key)):
+            return self.transform(image)
 
 
 def _val_steps(processor):

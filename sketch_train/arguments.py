@@ -1,6 +1,7 @@
 """The three argument groups of run_classification.py, parsed by HfArgumentParser from a JSON/YAML preset."""
 
 import json
+import logging
 from dataclasses import dataclass, field
 
 import torch
@@ -13,6 +14,8 @@ from .data_loading import AUTO_WORKERS, auto_num_workers
 from .heads import HEADS
 from .nan_guard import MAX_SKIPPED_IN_A_ROW, NAN_POLICIES
 from .precision import auto_precision
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -47,6 +50,18 @@ class ModelArguments:
     unfreeze_last_n_blocks: int = field(
         default=0, metadata={"help": "With --freeze_backbone: also train the last N blocks (timm's group_matcher)."}
     )
+    feature_cache: str = field(
+        default="auto",
+        metadata={"help": "With --freeze_backbone and no unfrozen blocks: 'auto' computes the backbone's pooled "
+                          "features once per image and view (beside the pre-resize cache; later runs, folds and seeds "
+                          "reuse them) and trains the head on them (sketch_train/features.py); 'off': run the frozen "
+                          "backbone over every image every epoch."},
+    )
+    feature_cache_views: int = field(
+        default=0,
+        metadata={"help": "Augmented views per image in the feature cache, one drawn per image and epoch; 0: train "
+                          "on the eval view alone (no augmentation)."},
+    )
 
     def __post_init__(self):
         if self.head not in HEADS:
@@ -56,6 +71,9 @@ class ModelArguments:
                              f"{self.unfreeze_last_n_blocks}: use a positive width and a count of 0 or more.")
         if self.unfreeze_last_n_blocks and not self.freeze_backbone:
             raise ValueError("unfreeze_last_n_blocks needs --freeze_backbone true (without it every block trains).")
+        if self.feature_cache not in ("auto", "off") or self.feature_cache_views < 0:
+            raise ValueError(f"feature_cache={self.feature_cache!r}, feature_cache_views={self.feature_cache_views}: "
+                             "use auto or off, and 0 or more views.")
 
 
 @dataclass
@@ -69,6 +87,11 @@ class DataArguments:
     train_csv: str | None = None
     test_dir: str | None = None
     test_csv: str | None = None
+    dataset_name: str | None = field(
+        default=None,
+        metadata={"help": "The data set's Hub id (e.g. your-name/imagenet-sketch) for the model card; default: the "
+                          "data folder's name."},
+    )
     build_demo_data: bool = field(
         default=False, metadata={"help": "Build scikit-learn's digits in data_dir first if it has no train.csv."}
     )
@@ -128,10 +151,18 @@ class DataArguments:
 
 @dataclass
 class SketchTrainingArguments(TrainingArguments):
+    # Trainer's defaults that are wrong for this pipeline: its True drops the image column that set_transform
+    # reads, and its 500 logging steps leave a short run with no training loss in its curves and model card.
+    remove_unused_columns: bool = field(
+        default=False, metadata={"help": "Stays false: the transforms read the image column (true is ignored, with a warning)."}
+    )
+    logging_steps: float = field(
+        default=0.02, metadata={"help": "Log every N steps, or, below 1, every this fraction of the training steps."}
+    )
     precision: str = field(
         default="auto",
-        metadata={"help": "auto (fp16 on CUDA, bf16 on CPUs with AMX/AVX512-BF16, else fp32), fp32, fp16 or bf16. "
-                          "Explicit --fp16/--bf16 win."},
+        metadata={"help": "auto (fp16 on CUDA, bf16 on CPUs with AMX, else fp32: AVX512-BF16 alone is slower than "
+                          "fp32), fp32, fp16 or bf16. Explicit --fp16/--bf16 win."},
     )
     channels_last: bool = field(default=True, metadata={"help": "channels_last layout for model and batches."})
     keep_freed_memory: bool = field(
@@ -179,6 +210,10 @@ class SketchTrainingArguments(TrainingArguments):
     )
 
     def __post_init__(self):
+        if self.remove_unused_columns:
+            logger.warning("Ignoring --remove_unused_columns true: the transforms need the image column, which it "
+                           "would drop; training goes on with it false.")
+            self.remove_unused_columns = False
         if self.per_device_train_batch_size < 1 or self.per_device_eval_batch_size < 1:
             raise ValueError("per_device_train_batch_size and per_device_eval_batch_size must be at least 1.")
         if self.nan_policy not in NAN_POLICIES:

@@ -8,13 +8,18 @@ import yaml
 from transformers import HfArgumentParser
 
 DEFAULT_PRESET = Path(__file__).resolve().parent.parent / "training_args" / "demo.json"
+DATA_FLAGS = ("--data_dir", "--train_dir", "--train_csv", "--test_dir", "--test_csv")
 
 
 def parse_arguments(dataclass_types: tuple, argv: list[str] | None = None) -> tuple:
-    """`run_classification.py [preset.json|preset.yaml] [--flag value ...]`; no preset means the demo."""
+    """`run_classification.py [preset.json|preset.yaml] [--flag value ...]`.
+
+    Without a preset and without data flags the demo preset is the base, so `run_classification.py
+    --num_train_epochs 2` is the demo, shorter.
+    """
     argv = list(sys.argv[1:] if argv is None else argv)
     preset = argv.pop(0) if argv and argv[0].endswith((".json", ".yaml", ".yml")) else None
-    if preset is None and not argv:
+    if preset is None and not any(arg.split("=")[0] in DATA_FLAGS for arg in argv):
         preset = str(DEFAULT_PRESET)
     flags = preset_flags(preset) if preset else []
     return HfArgumentParser(dataclass_types).parse_args_into_dataclasses(args=flags + argv)

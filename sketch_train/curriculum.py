@@ -98,6 +98,22 @@ def staged_train_transform(processor, augment: SketchAugment, curriculum: list[s
                            names=[str(stage) for _, stage in stages])
 
 
+def starting_epoch(state) -> int:
+    """The epoch that `on_epoch_begin` starts; `state.epoch` is fractional after a resume from a mid-epoch checkpoint."""
+    return math.floor((state.epoch or 0) + 1e-6)
+
+
+class EpochCallback(TrainerCallback):
+    """Tell objects with `set_epoch` (e.g. `sketch_data.transforms.SampleSeeds`) which epoch is starting."""
+
+    def __init__(self, *targets):
+        self.targets = targets
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        for target in self.targets:
+            target.set_epoch(starting_epoch(state))
+
+
 class CurriculumCallback(TrainerCallback):
     """Tell a `StagedTransform` which epoch is starting."""
 
@@ -106,7 +122,7 @@ class CurriculumCallback(TrainerCallback):
 
     def on_epoch_begin(self, args, state, control, **kwargs):
         before = self.transform.stage()
-        epoch = math.floor((state.epoch or 0) + 1e-6)  # fractional after a resume from a mid-epoch checkpoint
+        epoch = starting_epoch(state)
         self.transform.set_epoch(epoch)
         stage = self.transform.stage()
         if stage != before or epoch == 0:

@@ -5,10 +5,14 @@ copies of it, so the collator cannot be told which phase it is in. Instead the t
 marks its examples (`Mixable`), and only marked batches are mixed.
 """
 
+import hashlib
+
 import torch
 from timm.data import Mixup
 from timm.data.mixup import mixup_target
 from timm.loss import SoftTargetCrossEntropy
+
+from sketch_data.transforms import SampleSeeds, seeded_rng
 
 MIX = "mix"  # the key a training example carries
 
@@ -26,14 +30,21 @@ def build_mixup(args, num_classes: int) -> Mixup | None:
 
 
 class Mixable:
-    """Wrap a `set_transform` function so that its examples are mixed by `MixupCollator` (a class: picklable)."""
+    """Wrap a `set_transform` function so that its examples are mixed by `MixupCollator` (a class: picklable).
 
-    def __init__(self, batch_fn):
-        self.batch_fn = batch_fn
+    With `seeds`, each example carries its seed (not just True), and the batch's mix is drawn from their hash:
+    the same after a resume as without one (see `sketch_data.transforms.SampleSeeds`).
+    """
+
+    def __init__(self, batch_fn, seeds: SampleSeeds | None = None):
+        self.batch_fn, self.seeds = batch_fn, seeds
 
     def __call__(self, batch: dict) -> dict:
         out = self.batch_fn(batch)
-        out[MIX] = [True] * len(out["pixel_values"])
+        if self.seeds is None:
+            out[MIX] = [True] * len(out["pixel_values"])
+        else:
+            out[MIX] = [self.seeds.seed_for(key) for key in batch["image_path"]]
         return out
 
 
@@ -46,8 +57,12 @@ class MixupCollator:
     def __call__(self, examples: list[dict]) -> dict:
         marked = [example.pop(MIX, False) for example in examples]
         batch = self.collate(examples)
-        if all(marked) and "labels" in batch:
-            batch["pixel_values"], batch["labels"] = self.mix(batch["pixel_values"], batch["labels"])
+        if all(mark is not False for mark in marked) and "labels" in batch:
+            if any(mark is True for mark in marked):
+                batch["pixel_values"], batch["labels"] = self.mix(batch["pixel_values"], batch["labels"])
+            else:
+                with seeded_rng(hash_seeds(marked), numpy=True):  # timm's Mixup draws from numpy
+                    batch["pixel_values"], batch["labels"] = self.mix(batch["pixel_values"], batch["labels"])
         return batch
 
     def mix(self, pixels: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -56,6 +71,10 @@ class MixupCollator:
             pixels, labels = torch.cat([pixels, pixels[-1:]]), torch.cat([labels, labels[-1:]])
         pixels, targets = self.mixup(pixels, labels)
         return (pixels[:-1], targets[:-1]) if odd else (pixels, targets)
+
+
+def hash_seeds(seeds: list[int]) -> int:
+    return int.from_bytes(hashlib.blake2b(repr(seeds).encode(), digest_size=8).digest(), "little")
 
 
 class SoftTargetLoss:

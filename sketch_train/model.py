@@ -16,6 +16,7 @@ from transformers import (
 from .heads import head_model_args, init_new_modules, unsupported_head_hint
 
 logger = logging.getLogger(__name__)
+HF_HUB_PREFIX = "hf-hub:"  # timm.create_model's prefix for Hub checkpoints
 
 
 class ModelSourceError(ValueError):
@@ -49,6 +50,16 @@ def build_model(model_args, label_names: list[str]) -> tuple[PreTrainedModel, Ti
     return model, TimmWrapperImageProcessor(pretrained_cfg=model.config.pretrained_cfg)
 
 
+def saved_label_names(source: str, cache_dir: str | None = None) -> list[str]:
+    """The labels of a saved classifier (a run folder or Hub id), for predicting without a train.csv."""
+    try:
+        config = AutoConfig.from_pretrained(hub_model_id(source), cache_dir=cache_dir, trust_remote_code=False)
+    except OSError as error:
+        raise ModelSourceError(f"could not load {source!r}: {str(error).splitlines()[0]} Pass a run's output_dir "
+                               "or a Hub model id.") from error
+    return [config.id2label[i] for i in range(config.num_labels)]
+
+
 def _is_bare_architecture(source: str) -> bool:
     return not Path(source).exists() and "/" not in source
 
@@ -71,7 +82,23 @@ def _random_init(architecture: str, labels: dict, model_kwargs: dict) -> PreTrai
     return model
 
 
+def merged_model_args(saved: dict | None, ours: dict) -> dict | None:
+    """The checkpoint's timm constructor arguments (e.g. its MLP head) updated with ours, without its class count.
+
+    timm >= 1.0.31's save_for_hf/push_to_hf_hub record `num_classes` in model_args; TimmWrapper passes its own
+    (`num_labels`, for the new head) beside them, and timm.create_model would get it twice.
+    """
+    merged = {key: value for key, value in (saved or {}).items() if key != "num_classes"} | ours
+    return merged or None
+
+
+def hub_model_id(source: str) -> str:
+    """`timm/name` for timm's own spelling `hf-hub:timm/name`, which users copy from timm's documentation."""
+    return source.removeprefix(HF_HUB_PREFIX)
+
+
 def _pretrained(source: str, labels: dict, model_kwargs: dict, cache_dir: str | None) -> PreTrainedModel:
+    source = hub_model_id(source)
     folder = Path(source)
     if folder.is_dir() and not (folder / "config.json").is_file():
         raise ModelSourceError(
@@ -86,9 +113,7 @@ def _pretrained(source: str, labels: dict, model_kwargs: dict, cache_dir: str | 
             "safetensors.torch.save_file(torch.load(path, weights_only=True), 'model.safetensors')."
         )
     try:
-        if model_kwargs:  # `model_args=` replaces the checkpoint's own (e.g. its MLP head): merge instead
-            saved = AutoConfig.from_pretrained(source, cache_dir=cache_dir, trust_remote_code=False).model_args
-            model_kwargs = {**(saved or {}), **model_kwargs}
+        saved = AutoConfig.from_pretrained(source, cache_dir=cache_dir, trust_remote_code=False).model_args
         model, loading = AutoModelForImageClassification.from_pretrained(
             source,
             **labels,
@@ -96,7 +121,7 @@ def _pretrained(source: str, labels: dict, model_kwargs: dict, cache_dir: str | 
             use_safetensors=True,
             trust_remote_code=False,
             cache_dir=cache_dir,
-            **({"model_args": model_kwargs} if model_kwargs else {}),
+            model_args=merged_model_args(saved, model_kwargs),  # replaces the checkpoint's own, so merged
             output_loading_info=True,
         )
     except OSError as error:
@@ -110,6 +135,7 @@ def _pretrained(source: str, labels: dict, model_kwargs: dict, cache_dir: str | 
 
 def _data_config(pretrained_cfg: dict, model_args) -> dict:
     cfg = dict(pretrained_cfg)
+    cfg.pop("num_classes", None)  # the checkpoint's class count, not ours: num_labels is the one that counts
     if model_args.image_size:
         cfg["input_size"] = [3, model_args.image_size, model_args.image_size]
         cfg.pop("test_input_size", None)

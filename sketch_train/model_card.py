@@ -10,7 +10,10 @@ from pathlib import Path
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+from sketch_data.atomic import atomic_write_text
+
 from .arguments import ModelArguments
+from .model import hub_model_id
 
 SUMMARY_FILE = "run_summary.json"
 TEMPLATE = Path(__file__).with_name("model_card_template.md")
@@ -23,7 +26,8 @@ def run_summary(model_args, data_args, training_args) -> dict:
     per_device = training_args.per_device_train_batch_size
     return {
         "base_model": hub_base_model(model_args.model_name_or_path),
-        "dataset": Path(data_args.train_dir).parent.name if data_args.train_dir else None,
+        "dataset": getattr(data_args, "dataset_name", None) or (Path(data_args.train_dir).parent.name if data_args.train_dir else None),
+        "data": data_location(data_args),
         "best_model_metric": training_args.metric_for_best_model if training_args.load_best_model_at_end else None,
         "hyperparameters": {
             "learning_rate": training_args.learning_rate,
@@ -40,6 +44,20 @@ def run_summary(model_args, data_args, training_args) -> dict:
         },
         "recipe": recipe_options(model_args, data_args, training_args),
     }
+
+
+DATA_PATHS = ("train_dir", "train_csv", "test_dir", "test_csv")
+SPLIT_OPTIONS = ("validation_split", "split_seed", "num_folds", "fold")
+
+
+def data_location(data_args) -> dict:
+    """Where the run's images are and how they were split, so that later tools (scripts/report.py) need no flags.
+
+    Absolute paths, since those tools may run from another folder; run_summary.json is never pushed to the Hub.
+    """
+    paths = {name: getattr(data_args, name, None) for name in DATA_PATHS}
+    return {**{name: str(Path(path).resolve()) if path else None for name, path in paths.items()},
+            **{name: getattr(data_args, name, None) for name in SPLIT_OPTIONS}}
 
 
 # The options that make one run's recipe differ from another's; those left off are not listed.
@@ -71,15 +89,16 @@ def hub_base_model(model_name_or_path: str) -> str | None:
     source = Path(model_name_or_path)
     if source.is_dir():
         return _read_json(source / SUMMARY_FILE).get("base_model")
-    return model_name_or_path if "/" in model_name_or_path and not source.exists() else None
+    hub_id = hub_model_id(model_name_or_path)  # timm's `hf-hub:` spelling names the same repository
+    return hub_id if "/" in hub_id and not source.exists() else None
 
 
 def write_model_card(output_dir: str | Path, summary: dict, model_id: str | None = None) -> Path:
     """Save the run summary beside the model, then the card built from the folder; returns the README.md path."""
     folder = Path(output_dir)
-    (folder / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
+    atomic_write_text(folder / SUMMARY_FILE, json.dumps(summary, indent=2) + "\n")
     path = folder / "README.md"
-    build_model_card(folder, model_id).save(path)
+    atomic_write_text(path, str(build_model_card(folder, model_id)))  # what ModelCard.save writes, atomically
     return path
 
 

@@ -34,7 +34,26 @@ def freeze_backbone(model, unfreeze_last_n_blocks: int = 0) -> int:
         trainable += parameter.requires_grad
     logger.info("Frozen backbone: training %d of %d parameter tensors (the head and the last %d blocks)",
                 trainable, len(ids), unfreeze_last_n_blocks)
+    for module in _outermost_frozen(model.timm_model):
+        module.register_forward_pre_hook(_stay_in_eval_mode)
     return trainable
+
+
+def _outermost_frozen(module: torch.nn.Module) -> list[torch.nn.Module]:
+    """The largest submodules whose parameters all are frozen."""
+    parameters = list(module.parameters())
+    if parameters and not any(parameter.requires_grad for parameter in parameters):
+        return [module]
+    return [frozen for child in module.children() for frozen in _outermost_frozen(child)]
+
+
+def _stay_in_eval_mode(module: torch.nn.Module, args) -> None:
+    """A frozen part runs as at inference: its BatchNorm statistics stay the checkpoint's and its dropout is off.
+
+    A hook, because Trainer calls model.train() before every step, which would put them back in training mode.
+    """
+    if module.training:
+        module.eval()
 
 
 def layer_decay_optimizer(model, args) -> torch.optim.Optimizer:

@@ -1,4 +1,7 @@
-"""Files a run writes for people and later tools: the submission, logits, and validation predictions."""
+"""Files a run writes for people and later tools: the submission, logits, and validation predictions.
+
+Each is written atomically (sketch_data/atomic.py): a run killed mid-write leaves the previous file or none.
+"""
 
 from pathlib import Path
 
@@ -6,16 +9,18 @@ import numpy as np
 import pandas as pd
 from scipy.special import softmax
 
+from sketch_data.atomic import atomic_save_npy, atomic_write
+
 
 def write_submission(image_paths: list[str], logits: np.ndarray, output_dir: str | Path) -> Path:
     """Write submission.csv (ID,image_path,target, in test.csv order) and test_logits.npy for ensembling."""
     if len(image_paths) != len(logits):
         raise RuntimeError(f"{len(logits)} predictions for {len(image_paths)} test images; refusing to write a submission.")
     output_dir = Path(output_dir)
-    np.save(output_dir / "test_logits.npy", logits.astype(np.float32))
+    atomic_save_npy(output_dir / "test_logits.npy", logits.astype(np.float32))
     submission = pd.DataFrame({"ID": np.arange(len(image_paths)), "image_path": image_paths, "target": logits.argmax(1)})
     path = output_dir / "submission.csv"
-    submission.to_csv(path, index=False)
+    write_csv(submission, path)
     return path
 
 
@@ -24,7 +29,7 @@ def write_eval_predictions(
 ) -> Path:
     """Write eval_predictions.csv (one row per validation image) and eval_logits.npy, for reports and ensembles."""
     output_dir = Path(output_dir)
-    np.save(output_dir / "eval_logits.npy", logits.astype(np.float32))
+    atomic_save_npy(output_dir / "eval_logits.npy", logits.astype(np.float32))
     probabilities = softmax(logits.astype(np.float64), axis=1)
     predictions = probabilities.argmax(1)
     frame = pd.DataFrame(
@@ -38,5 +43,24 @@ def write_eval_predictions(
         }
     )
     path = output_dir / "eval_predictions.csv"
-    frame.to_csv(path, index=False)
+    write_csv(frame, path)
     return path
+
+
+def write_top_k(image_paths: list[str], logits: np.ndarray, label_names: list[str], k: int, path: str | Path) -> Path:
+    """Write one row per image: image_path, target (the top-1 class id), then label_i and score_i for the top k."""
+    probabilities = softmax(logits.astype(np.float64), axis=1)
+    k = min(k, probabilities.shape[1])
+    # Highest first; equal scores keep class order, as the submission's argmax does.
+    order = np.argsort(-probabilities, axis=1, kind="stable")[:, :k]
+    columns = {"image_path": image_paths, "target": order[:, 0]}
+    for rank in range(k):
+        columns[f"label_{rank + 1}"] = [label_names[i] for i in order[:, rank]]
+        columns[f"score_{rank + 1}"] = np.take_along_axis(probabilities, order[:, rank:rank + 1], axis=1)[:, 0].round(7)
+    write_csv(pd.DataFrame(columns), path)
+    return Path(path)
+
+
+def write_csv(frame: pd.DataFrame, path: str | Path) -> None:
+    with atomic_write(path, "w", newline="", encoding="utf-8") as file:
+        frame.to_csv(file, index=False)

@@ -11,7 +11,9 @@ import torch
 from timm.data import Mixup
 from transformers import Trainer, TrainerCallback
 
-from .curriculum import CurriculumCallback, StagedTransform
+from sketch_data.transforms import SampleSeeds
+
+from .curriculum import CurriculumCallback, EpochCallback, StagedTransform
 from .ema import EmaCallback
 from .mixup import Mixable, MixupCollator, SoftTargetLoss, build_mixup
 from .optim import layer_decay_optimizer
@@ -24,10 +26,12 @@ class Recipe:
     optimizer: torch.optim.Optimizer | None = None
     callbacks: list[TrainerCallback] = field(default_factory=list)
     mixup: Mixup | None = None
+    # Per-example seeds of the random augmentation, so that a resumed run draws what an uninterrupted one does
+    sample_seeds: SampleSeeds | None = None
 
     def train_batches(self, batch_fn: Callable) -> Callable:
         """The training split's `set_transform` function, marked for mixing when mixup is on."""
-        return Mixable(batch_fn) if self.mixup else batch_fn
+        return Mixable(batch_fn, self.sample_seeds) if self.mixup else batch_fn
 
     def attach(self, trainer: Trainer) -> None:
         """Give callbacks that evaluate (EMA) the Trainer they run in."""
@@ -41,7 +45,8 @@ class Recipe:
 
 def build_recipe(model, args, collator: Callable, train_images: Callable, num_labels: int) -> Recipe:
     mixup = build_mixup(args, num_labels)
-    callbacks = []
+    sample_seeds = SampleSeeds(args.data_seed if args.data_seed is not None else args.seed)
+    callbacks = [EpochCallback(sample_seeds)]
     if args.ema_decay:
         callbacks.append(EmaCallback(args.ema_decay))
     if isinstance(train_images, StagedTransform):
@@ -52,4 +57,5 @@ def build_recipe(model, args, collator: Callable, train_images: Callable, num_la
         optimizer=layer_decay_optimizer(model, args) if args.layer_decay else None,
         callbacks=callbacks,
         mixup=mixup,
+        sample_seeds=sample_seeds,
     )

@@ -2,9 +2,12 @@
 
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -76,3 +79,24 @@ def tiny_run(tmp_path_factory, quickdraw_mini) -> Path:
     result = run_script("run_classification.py", *tiny_run_flags(quickdraw_mini, output_dir))
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return output_dir
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until_serving(url: str, process: subprocess.Popen, log: Path, timeout: float = 180) -> None:
+    """Return once `url` answers 200; fail with the server's log if it exits or never does."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"the server exited with {process.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(1)
+    pytest.fail(f"the server did not serve {url} within {timeout}s:\n{log.read_text()[-3000:]}")

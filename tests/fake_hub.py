@@ -9,6 +9,7 @@ token on writes, and can be told to fail a route: answer a status once or more, 
     with FakeHub(tmp_path / "hub", token="hf_test") as hub:
         subprocess.run([...], env={"HF_ENDPOINT": hub.url, "HF_TOKEN": "hf_test", "HF_HUB_DISABLE_XET": "1"})
         hub.files("user/repo")  # {path: bytes} at the head of main
+        hub.serve_folder("timm/name", Path("checkpoint"))  # a folder on disk, downloadable as timm/name
 """
 
 import base64
@@ -80,6 +81,19 @@ class FakeHub:
 
     def clear_faults(self) -> None:
         self._faults.clear()
+
+    def serve_folder(self, repo_id: str, folder: Path, private: bool = False) -> str:
+        """Serve the files of `folder` (e.g. a checkpoint on disk) as repository `repo_id`, in one commit on main."""
+        folder = Path(folder)
+        tree = {".gitattributes": self._entry(GITATTRIBUTES)}
+        for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+            data = path.read_bytes()
+            entry = self._entry(data)
+            if path.name.endswith(LFS_SUFFIXES) or len(data) >= LFS_MIN_SIZE:  # as the LFS batch API stores it
+                entry.update(blob_id=entry["sha256"], lfs=True)
+            tree[path.relative_to(folder).as_posix()] = entry
+        repo = {"private": private, "refs": {}, "commits": {}}
+        return self._commit(repo_id, repo, "main", f"Upload {folder.name}", tree, sorted(tree))
 
     # --- what the tests read back ---
 

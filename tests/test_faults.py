@@ -73,7 +73,8 @@ def test_kill_9_mid_epoch_then_the_same_command_resumes_and_finishes(tmp_path, q
     again = run_script("run_classification.py", *flags)
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     log = again.stdout + again.stderr
-    assert f"Ignoring and deleting {half}: " in log
+    assert f"Skipping {half}: " in log and f"moved it to broken-{half.name} " in log
+    assert not half.exists() or (half / "trainer_state.json").is_file()  # set aside; the resumed run saved a new one
     assert f"Resuming from {output_dir / f'checkpoint-{resume_from}'}" in log
 
     state = json.loads((output_dir / "trainer_state.json").read_text())
@@ -124,7 +125,7 @@ def test_disk_full_is_one_line_and_the_cut_off_checkpoint_is_never_resumed(small
     again = run_script("run_classification.py", *flags)
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     log = again.stdout + again.stderr
-    assert f"Ignoring and deleting {output_dir / 'checkpoint-4'}: it has no trainer_state.json" in log
+    assert f"Skipping {output_dir / 'checkpoint-4'}: it has no trainer_state.json" in log
     assert f"Resuming from {output_dir / 'checkpoint-2'}" in log
     state = json.loads((output_dir / "trainer_state.json").read_text())
     assert state["global_step"] == 8 and eval_steps(state) == [2, 4, 6, 8]

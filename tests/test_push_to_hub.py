@@ -100,6 +100,35 @@ def test_pipeline_loads_the_pushed_model_into_an_empty_cache_and_agrees_with_the
     assert {"config.json", "model.safetensors"} <= downloaded
 
 
+def test_registering_the_sketch_pipeline_makes_the_plain_call_on_a_hub_model_put_transparency_on_white(
+        pushed_run, hub, tmp_path, quickdraw_mini):
+    """Without trust_remote_code a Hub repo cannot pick the pipeline class; one registration in the process can."""
+    from PIL import Image
+
+    output_dir, _, _ = pushed_run
+    gray = Image.open(quickdraw_mini / "test" / "0.JPEG").convert("L")
+    sketch = Image.new("RGBA", gray.size, (0, 0, 0, 0))
+    sketch.paste((0, 0, 0, 255), mask=gray.point(lambda v: 255 - v))
+    sketch.save(tmp_path / "canvas.png")
+    code = (
+        "import json, sys\nfrom transformers import pipeline\n"
+        "from sketch_train.pipeline import SketchImageClassificationPipeline, register_sketch_pipeline\n"
+        "plain = pipeline('image-classification', model='user/sketch-tiny')\n"
+        "register_sketch_pipeline()\n"
+        "registered = pipeline('image-classification', model='user/sketch-tiny')\n"
+        "local = pipeline('image-classification', model=sys.argv[2], pipeline_class=SketchImageClassificationPipeline)\n"
+        "print(json.dumps([type(plain).__name__, type(registered).__name__, plain(sys.argv[1])[0],"
+        " registered(sys.argv[1])[0], local(sys.argv[1])[0]]))\n"
+    )
+    env = {**hub_env(hub, tmp_path / "home", token=None), "HF_HUB_CACHE": str(tmp_path / "cache")}
+    result = run_script("-c", code, str(tmp_path / "canvas.png"), str(output_dir), env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    plain_class, registered_class, plain, registered, local = json.loads(result.stdout.strip().splitlines()[-1])
+    assert (plain_class, registered_class) == ("ImageClassificationPipeline", "SketchImageClassificationPipeline")
+    assert registered["label"] == local["label"] and registered["score"] == pytest.approx(local["score"], abs=1e-6)
+    assert plain["score"] != pytest.approx(local["score"], abs=1e-4)  # plain pipeline(): black paper
+
+
 def test_push_to_hub_cli_pushes_a_finished_run_to_a_private_branch(tiny_run, hub, tmp_path):
     result = push(hub, tiny_run, "user/sketch-branch", tmp_path, "--private", "--revision", "dev")
     assert result.returncode == 0, result.stderr[-3000:]

@@ -8,7 +8,7 @@ import torch
 from transformers import AutoModelForImageClassification, TimmWrapperImageProcessor, Trainer, pipeline
 
 from conftest import run_script, tiny_run_flags
-from run_classification import Collator, tta_logits
+from sketch_train.inference import Collator, tta_logits
 from sketch_data import load_sketch_dataset
 from sketch_data.transforms import eval_transform
 from sketch_train.arguments import SketchTrainingArguments

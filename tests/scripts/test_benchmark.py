@@ -58,9 +58,10 @@ def test_data_and_inference_are_measured(quick_report):
         assert setups[name]["loader"]["images_per_s"] > 0
         assert setups[name]["decode_augment_per_worker"]["images_per_s"] > 0
         assert setups[name]["loader_vs_train"] > 0
-    for measure in ("predict", "pipeline", "pipeline_fast"):
+    for measure in ("predict", "predict_script", "pipeline", "pipeline_fast"):
         assert setups["default"][measure]["images_per_s"] > 0
-    assert "vs naive" in stdout and "decode+aug/worker" in stdout
+    assert setups["default"]["predict_script"]["end_to_end_images_per_s"] > 0
+    assert "vs naive" in stdout and "decode+aug/worker" in stdout and "predict.py" in stdout
     assert sum(line.startswith("cpu     test_convnext") for line in stdout.splitlines()) == len(SETUPS)
     assert stdout.count("round 2 of 2") == len(SETUPS)
 

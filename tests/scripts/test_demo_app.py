@@ -2,16 +2,13 @@
 
 import json
 import os
-import socket
 import subprocess
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 from PIL import Image, ImageDraw
 
-from conftest import PYTHON, REPO
+from conftest import PYTHON, REPO, free_port, wait_until_serving
 from scripts.demo_app import main, predict
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -63,26 +60,6 @@ def chromium_path() -> str:
             pytest.fail(f"{CHROMIUM} is missing; CI must install Debian's chromium package (.ci/run).")
         pytest.skip(f"{CHROMIUM} not installed (apt-get install chromium)")
     return str(CHROMIUM)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_until_serving(url: str, process: subprocess.Popen, log: Path, timeout: float = 180) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"demo_app.py exited with {process.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(url, timeout=5) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(1)
-    pytest.fail(f"demo_app.py did not serve {url} within {timeout}s:\n{log.read_text()[-3000:]}")
 
 
 @pytest.fixture(scope="module")

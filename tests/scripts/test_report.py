@@ -54,6 +54,30 @@ def test_report_on_tiny_run_writes_every_file_with_exact_supports(tiny_run, quic
             assert min(image.size) >= 300
 
 
+def test_report_with_only_the_run_reads_the_data_location_the_run_saved(tiny_run, tmp_path):
+    """`report.py --run <run>` and nothing else: run_summary.json says where the validation images are."""
+    run = copy_run(tiny_run, tmp_path / "run", "config.json", "eval_predictions.csv", "eval_logits.npy",
+                   "trainer_state.json", "run_summary.json")
+    result = run_script("scripts/report.py", "--run", str(run))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "validation split (16 images)" in (run / "report.html").read_text()
+
+
+def test_run_without_validation_is_scored_on_the_answer_key_beside_its_test_csv(tiny_run, quickdraw_mini, tmp_path):
+    run = copy_run(tiny_run, tmp_path / "run", "config.json", "submission.csv", "test_logits.npy",
+                   "trainer_state.json", "run_summary.json")
+    result = run_script("scripts/report.py", "--run", str(run))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "test set against solution.csv (20 images)" in (run / "report.html").read_text()
+    key = pd.read_csv(quickdraw_mini / "solution.csv")
+    assert pd.read_csv(run / "per_class.csv")["support"].sum() == len(key)
+
+
+def test_flags_override_the_saved_data_location(tiny_run, tmp_path):
+    run = copy_run(tiny_run, tmp_path / "run", "config.json", "eval_predictions.csv", "run_summary.json")
+    assert report(["--run", str(run), "--data_dir", str(tmp_path / "elsewhere")]) == 2  # not the saved folder
+
+
 def test_confused_pairs_and_scores_are_exact_for_hand_made_predictions(quickdraw_mini, tmp_path):
     rows = [(0, 0, 0.9), (0, 1, 0.8), (0, 1, 0.7), (0, 1, 0.6), (1, 1, 0.9), (1, 0, 0.95),
             (2, 1, 0.5), (2, 1, 0.4), (2, 2, 0.9)]
@@ -100,10 +124,13 @@ def bad_inputs(case: str, run: Path, data_dir: Path) -> tuple[list[str], str]:
     """Arguments that must fail, and the text the one-line error must hold."""
     if case == "no predictions":
         (run / "eval_predictions.csv").unlink()
-        return ["--data_dir", str(data_dir)], (
-            f"{run / 'eval_predictions.csv'} not found; run run_classification.py with --do_eval")
+        return ["--data_dir", str(data_dir)], f"{run} has neither eval_predictions.csv"
+    if case == "no answer key":
+        (run / "eval_predictions.csv").unlink()
+        (run / "submission.csv").write_text("ID,image_path,target\n")
+        return [], f"{run} has no eval_predictions.csv (it had no validation split) and no answer key"
     if case == "no data_dir":
-        return [], "errors.png needs the run's training images: pass --data_dir"
+        return [], "errors.png needs the run's training images and the run saved no data location"
     if case == "wrong data_dir":
         return ["--data_dir", str(run)], f"image {run / 'train'}/"
     if case == "unknown class":
@@ -118,7 +145,7 @@ def bad_inputs(case: str, run: Path, data_dir: Path) -> tuple[list[str], str]:
     raise AssertionError(case)
 
 
-@pytest.mark.parametrize("case", ["no predictions", "no data_dir", "wrong data_dir", "unknown class",
+@pytest.mark.parametrize("case", ["no predictions", "no answer key", "no data_dir", "wrong data_dir", "unknown class",
                                   "mismatched solution"])
 def test_bad_input_is_one_clear_error_line(case, quickdraw_mini, tmp_path, capsys):
     run = hand_made_run(tmp_path / "run", quickdraw_mini, [(0, 1, 0.9), (1, 1, 0.8), (2, 0, 0.7)])

@@ -61,19 +61,23 @@ def test_grey_sketches_are_stored_in_one_channel_and_colour_ones_in_three(proces
         assert torch.equal(transform(original["image"]), transform(small["image"]))
 
 
+def arrow_files(cache) -> list[str]:
+    return sorted(name for name in os.listdir(cache) if name.endswith(".arrow"))
+
+
 def test_a_second_run_reuses_the_cache_and_a_changed_file_rebuilds_it(data_dir, processor, tmp_path, caplog):
     cache = tmp_path / "cache"
     preresize_splits(load(data_dir), processor, cache)
-    built = sorted(os.listdir(cache))
+    built = arrow_files(cache)
     assert len(built) == 3  # train, validation, test
     caplog.set_level("INFO", logger="sketch_data.cache")
     preresize_splits(load(data_dir), processor, cache)
-    assert sorted(os.listdir(cache)) == built and caplog.text.count("Reusing pre-resized images") == 3
+    assert arrow_files(cache) == built and caplog.text.count("Reusing pre-resized images") == 3
 
     test_image = data_dir / "test" / sorted(os.listdir(data_dir / "test"))[0]
     os.utime(test_image, ns=(0, 0))
     preresize_splits(load(data_dir), processor, cache)
-    assert len(os.listdir(cache)) == 4  # only the test split changed
+    assert len(arrow_files(cache)) == 4  # only the test split changed
 
 
 class CropOnly:
@@ -94,3 +98,21 @@ def test_an_eval_transform_without_a_leading_resize_is_refused():
     with pytest.raises(ValueError, match=r"starts with CenterCrop\(size=\(32, 32\)\), not a Resize: run with "
                                          r"--preresize_cache off\.$"):
         eval_resize(CropOnly())
+
+
+@pytest.mark.parametrize("cut", ["empty", "half"])
+def test_a_cache_file_cut_short_by_a_power_cut_is_rebuilt(data_dir, processor, tmp_path, caplog, cut):
+    cache = tmp_path / "cache"
+    splits = load(data_dir)
+    first = preresize_splits(splits, processor, cache)["test"]["image"]
+    test_file = next(f for f in cache.glob("*.arrow") if len(datasets.Dataset.from_file(str(f))) == len(first))
+    data = test_file.read_bytes()
+    # a new file under the old name: this process still maps the old one, which truncating in place would break
+    cut_file = tmp_path / "cut.arrow"
+    cut_file.write_bytes(b"" if cut == "empty" else data[: len(data) // 2])
+    os.replace(cut_file, test_file)
+    caplog.set_level("INFO", logger="sketch_data.cache")
+    again = preresize_splits(load(data_dir), processor, cache)["test"]["image"]
+    assert f"Rebuilding {test_file}: it does not read" in caplog.text
+    assert caplog.text.count("Reusing pre-resized images") == 2  # train and validation only
+    assert [np.asarray(a).tolist() for a in again] == [np.asarray(a).tolist() for a in first]

@@ -1,8 +1,10 @@
 """CSV -> DatasetDict: labels equal the competition's targets, splits are stratified, folds are disjoint."""
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
-from datasets import ClassLabel, Image
+from datasets import ClassLabel, Image, load_dataset
 
 from sketch_data import load_sketch_dataset
 
@@ -23,6 +25,21 @@ def test_labels_equal_targets_and_features_match_imagefolder(quickdraw_mini):
     assert label.names == sorted(csv.class_name.unique()) == data.class_names
     assert len(data.splits["train"]) + len(data.splits["validation"]) == len(csv)
     assert data.splits["train"][0]["image"].mode == "RGB"
+
+
+def test_every_training_image_gets_the_label_id_and_class_name_imagefolder_gives_it(quickdraw_mini):
+    """The design's imagefolder dataset and load_sketch_dataset agree image by image (README, "Data format")."""
+    folder = load_dataset("imagefolder", data_dir=str(quickdraw_mini / "train"), split="train")
+    folder_names = folder.features["label"].names
+    by_file = {Path(row["image"]["path"]).resolve(): row["label"]
+               for row in folder.cast_column("image", Image(decode=False))}
+    data = load(quickdraw_mini, validation_split=0.0)
+    ours = data.splits["train"].cast_column("image", Image(decode=False))
+    assert folder_names == data.splits["train"].features["label"].names == data.class_names
+    assert len(by_file) == len(ours) == len(pd.read_csv(quickdraw_mini / "train.csv"))
+    for row in ours:
+        assert by_file[Path(row["image"]["path"]).resolve()] == row["label"], row["image_path"]
+        assert folder_names[row["label"]] == row["image_path"].split("/")[0]
 
 
 def test_test_split_keeps_csv_order_and_image_path(quickdraw_mini):

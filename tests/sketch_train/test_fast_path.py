@@ -9,7 +9,7 @@ import pytest
 import torch
 from transformers import AutoModelForImageClassification, Trainer, TimmWrapperImageProcessor
 
-from run_classification import Collator
+from sketch_train.inference import Collator
 from sketch_data import load_sketch_dataset
 from sketch_data.transforms import BatchTransform, eval_transform
 from sketch_train.arguments import SketchTrainingArguments

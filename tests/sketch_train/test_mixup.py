@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from timm.loss import SoftTargetCrossEntropy
 
-from run_classification import Collator
+from sketch_train.inference import Collator
 from sketch_train.mixup import MixupCollator, SoftTargetLoss, build_mixup, Mixable
 
 CLASSES = 5

@@ -59,9 +59,8 @@ def test_metadata_comes_from_the_run_files(run_dir):
 
 def test_body_has_usage_labels_results_and_hyperparameters(run_dir):
     text = build_model_card(run_dir, "me/sketch-convnext").text
-    assert ('```python\nfrom transformers import pipeline\n'
-            'classifier = pipeline("image-classification", model="me/sketch-convnext")\n'
-            'print(classifier("sketch.png")[0]["label"])\n```') in text
+    assert ('classifier = pipeline("image-classification", model="me/sketch-convnext")\n'
+            'print(classifier("sketch.png")[0]["label"])\n') in text
     assert "fine-tuned from [timm/convnext_atto.d2_in1k](https://huggingface.co/timm/convnext_atto.d2_in1k)" in text
     assert "10 classes: airplane, apple, bicycle, cat, chair, clock, dog, house and 2 more." in text
     assert "| Accuracy | 0.8125 |\n| Top-5 accuracy | 0.9688 |\n| Loss | 0.6123 |" in text
@@ -94,6 +93,7 @@ def test_a_run_without_evaluation_or_summary_claims_no_results(run_dir):
 def test_hub_base_model_is_a_hub_id_or_what_a_continued_run_started_from(tmp_path):
     assert hub_base_model("timm/convnext_base.fb_in22k_ft_in1k") == "timm/convnext_base.fb_in22k_ft_in1k"
     assert hub_base_model("convnext_atto") is None  # a bare timm architecture: random initialisation
+    assert hub_base_model("hf-hub:timm/tf_efficientnet_lite0.in1k") == "timm/tf_efficientnet_lite0.in1k"
     assert hub_base_model(str(tmp_path)) is None
     write_json(tmp_path / SUMMARY_FILE, SUMMARY)
     assert hub_base_model(str(tmp_path)) == "timm/convnext_atto.d2_in1k"
@@ -127,3 +127,36 @@ def test_a_training_run_writes_its_card(tiny_run):
     summary = json.loads((tiny_run / SUMMARY_FILE).read_text())
     assert (summary["dataset"], summary["base_model"], summary["hyperparameters"]["learning_rate"]) == (
         "quickdraw-mini", None, 0.003)
+
+
+def test_dataset_name_names_the_cards_dataset(tmp_path, run_dir):
+    args = TrainingArguments(output_dir=str(tmp_path), report_to="none", use_cpu=True)
+    summary = run_summary(SimpleNamespace(model_name_or_path="convnext_atto", head="linear"),
+                          SimpleNamespace(train_dir="/data/sketches/train", dataset_name="your-name/imagenet-sketch"),
+                          args)
+    assert summary["dataset"] == "your-name/imagenet-sketch"
+    assert summary["data"]["train_dir"] == "/data/sketches/train"
+    write_model_card(run_dir, summary)
+    assert ModelCard.load(run_dir / "README.md").data.datasets == ["your-name/imagenet-sketch"]
+
+
+def test_the_cards_usage_example_runs_as_pasted_and_handles_transparent_sketches(tiny_run, quickdraw_mini, tmp_path,
+                                                                                 monkeypatch, capsys):
+    """The card's Python block, pasted into a folder holding a transparent canvas export called sketch.png."""
+    from PIL import Image
+    from transformers import pipeline
+
+    from sketch_train.pipeline import SketchImageClassificationPipeline
+
+    card = (tiny_run / "README.md").read_text()
+    assert "pip install transformers timm" in card
+    code = card.split("```python\n", 1)[1].split("```", 1)[0]
+    gray = Image.open(quickdraw_mini / "test" / "3.JPEG").convert("L")
+    sketch = Image.new("RGBA", gray.size, (0, 0, 0, 0))  # transparent pixels of (0, 0, 0, 0), as canvases export
+    sketch.paste((0, 0, 0, 255), mask=gray.point(lambda v: 255 - v))
+    sketch.save(tmp_path / "sketch.png")
+    monkeypatch.chdir(tmp_path)
+    exec(compile(code, "model card", "exec"), {})
+    plain, on_white = capsys.readouterr().out.split()
+    reference = pipeline("image-classification", model=str(tiny_run), pipeline_class=SketchImageClassificationPipeline)
+    assert on_white == reference(str(tmp_path / "sketch.png"))[0]["label"]

@@ -1,0 +1,103 @@
+#!/usr/bin/env python
+"""Fine-tuning speed of the shared pretrained checkpoint: full, frozen backbone, and frozen with the feature cache.
+
+    python scripts/finetune_benchmark.py --out runs/finetune_benchmark.json   # --image_size 160 (default)
+
+Each setup runs run_classification.main in a fresh process (scripts/benchmark_measure.trainer_run: Trainer, data
+loading and augmentation included; training images/s = median over windows of steps after warm-up):
+  full      every parameter trains
+  frozen    --freeze_backbone true --feature_cache off: the frozen backbone runs over every image every epoch
+  cached    --freeze_backbone true: the head trains on the cached pooled features; the cache is built first, into a
+            fresh folder, and its build time (backbone over every image once) is reported as well
+The per-epoch speed-up of the cache is cached images/s / frozen images/s.
+"""
+
+import argparse
+import json
+import multiprocessing
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from scripts import benchmark_measure as measure  # noqa: E402
+from scripts.benchmark import cpu_name  # noqa: E402
+
+CHECKPOINT = REPO.parent / "shared" / "models" / "tf_efficientnet_lite0.in1k"
+FROZEN = ["--freeze_backbone", "true"]
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model_name_or_path", default=str(CHECKPOINT))
+    parser.add_argument("--data_dir", default=str(REPO.parent / "shared" / "data" / "quickdraw100"))
+    parser.add_argument("--image_size", type=int, default=160)
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--precision", default="fp32", help="fp32: the preset's (bf16 autocast was slower here)")
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--window", type=int, default=4)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--out", type=Path, default=None)
+    return parser.parse_args(argv)
+
+
+def timed_cached_run(flags: list[str], **kwargs) -> dict:
+    """trainer_run, also timing the feature cache's build (in this process: build_feature_table is looked up
+    through the module when the run starts)."""
+    from sketch_train import features
+
+    build, seconds = features.build_feature_table, []
+
+    def timed(*args, **kw):
+        start = time.perf_counter()
+        table = build(*args, **kw)
+        seconds.append(time.perf_counter() - start)
+        return table
+
+    features.build_feature_table = timed
+    result = measure.trainer_run(flags, **kwargs)
+    return {**result, "cache_build_s": round(seconds[0], 1) if seconds else None}
+
+
+def in_fresh_process(function, **kwargs) -> dict:
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(function, **kwargs).result()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    with tempfile.TemporaryDirectory() as cache:
+        common = ["--data_dir", args.data_dir, "--model_name_or_path", args.model_name_or_path,
+                  "--image_size", str(args.image_size), "--crop_pct", "1.0", "--do_train", "--validation_split", "0",
+                  "--per_device_train_batch_size", str(args.batch), "--save_strategy", "no",
+                  "--logging_strategy", "no", "--report_to", "none", "--disable_tqdm", "true",
+                  "--log_level", "error", "--seed", "0", "--preresize_cache", cache, "--precision", args.precision]
+        steps = ["--max_steps", str(args.warmup + args.window * args.repeats)]
+        timing = {"device": "cpu", "warmup": args.warmup, "window": args.window, "repeats": args.repeats,
+                  "batch": args.batch, "time_loader": False}
+        results = {
+            "full": in_fresh_process(measure.trainer_run, flags=common + steps, **timing),
+            "frozen": in_fresh_process(measure.trainer_run, flags=common + steps + FROZEN + ["--feature_cache", "off"],
+                                       **timing),
+            # whole epochs (63 steps each on quickdraw100): the head's steps are too short to time a few of
+            "cached": in_fresh_process(timed_cached_run, flags=common + FROZEN + ["--num_train_epochs", "3"],
+                                       **{**timing, "window": 20}),
+        }
+    rates = {name: result["images_per_s"] for name, result in results.items()}
+    report = {"cpu": cpu_name(), "image_size": args.image_size, "images_per_s": rates,
+              "cache_build_s": results["cached"]["cache_build_s"],
+              "cache_speedup_per_epoch": round(rates["cached"] / rates["frozen"], 1),
+              "precision": results["full"]["precision"], "details": results}
+    print(json.dumps({k: v for k, v in report.items() if k != "details"}, indent=1))
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(report, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,242 @@
+"""Frozen-backbone feature cache: the backbone runs once per image and view, the head trains on its pooled output.
+
+With `--freeze_backbone true` and no unfrozen blocks, every epoch would run the same frozen backbone over the same
+images again. Instead, the pooled features of the eval view (and of `--feature_cache_views` K augmented views) of
+every labelled image are computed once, with `datasets.map` (batched, under inference_mode, in eval mode), into an
+Arrow file in the pre-resize cache's folder. The training and validation splits then hold those features, and the
+*same* model trains on them with the same Trainer: its `forward_features` takes a batch of pooled features
+(2-D) as already computed and runs the full backbone on images (4-D), so checkpoints, the saved model (backbone +
+head), `pipeline()`, `--do_predict` and the model card are those of an uncached run.
+
+The cache is keyed by the images' content, the frozen weights, the transforms and K, not by the split: every fold
+of a k-fold run (the same labelled images, split differently) and every seed reuse it.
+"""
+
+import hashlib
+import logging
+import re
+import types
+from collections.abc import Callable
+from pathlib import Path
+
+import datasets
+import numpy as np
+import torch
+from datasets import Array2D, Dataset, DatasetDict, Features, concatenate_datasets
+from datasets import Image as ImageFeature
+from datasets.fingerprint import Hasher
+
+from sketch_data.cache import building_in
+from sketch_data.transforms import BatchTransform, SampleSeeds
+
+logger = logging.getLogger(__name__)
+FEATURE_CACHE_VERSION = 1  # bump when what is stored changes, so old files are not reused
+VIEW_SEED = 0  # the augmented views do not depend on the training seed, so that seeds share one cache
+LABELLED = ("train", "validation")  # the test split is predicted from images, by the full model
+
+
+def feature_cache_reason(model_args, data_args, training_args) -> str | None:
+    """Why the feature cache does not apply to this run (None: it does)."""
+    if model_args.feature_cache == "off":
+        return "--feature_cache off"
+    if not model_args.freeze_backbone:
+        return "the backbone trains"
+    if model_args.unfreeze_last_n_blocks:
+        return "--unfreeze_last_n_blocks trains part of the backbone"
+    if not training_args.do_train:
+        return "nothing trains"
+    if training_args.mixup_alpha or training_args.cutmix_alpha:
+        return "mixup/CutMix mix images, not features"
+    if data_args.curriculum:
+        return "--curriculum changes the augmentation by epoch"
+    return None
+
+
+def use_cached_features(model, splits: DatasetDict, recipe, to_eval: Callable, to_train: Callable, model_args,
+                        data_args, training_args, cache_folder: Path | None) -> tuple[DatasetDict, Callable]:
+    """The splits and collator to train with: cached features where the option applies, else those given.
+
+    `recipe.sample_seeds` (advanced by its epoch callback) picks each image's augmented view per epoch.
+    """
+    reason = feature_cache_reason(model_args, data_args, training_args)
+    if reason is None and not pooled_head_matches(model.timm_model):
+        reason = f"{type(model.timm_model).__name__}'s head does not start with an average pool"
+    if reason:
+        logger.info("Training from images, without the feature cache: %s.", reason)
+        return splits, recipe.collator
+    folder = Path(cache_folder or Path(datasets.config.HF_DATASETS_CACHE) / "sketch_preresized")
+    labelled = [name for name in LABELLED if name in splits]
+    model.to(training_args.device)  # where Trainer will put it: a GPU computes the features too
+    autocast = torch.float16 if training_args.fp16 else torch.bfloat16 if training_args.bf16 else None
+    table = build_feature_table(model.timm_model, concatenate_datasets([splits[name] for name in labelled]), to_eval,
+                                to_train, model_args.feature_cache_views, folder, autocast,
+                                training_args.per_device_eval_batch_size)
+    cached = DatasetDict(splits)
+    for name in labelled:
+        split = _features_of(splits[name], table)
+        if name != "train":
+            split = _eval_view_only(split)
+        # torch format: Arrow -> tensor without Python lists, which would cost more than the head's step
+        cached[name] = split.with_format("torch", columns=["features"], output_all_columns=True)
+    accept_pooled_features(model.timm_model)
+    return cached, FeatureCollator(recipe.sample_seeds, recipe.collator)
+
+
+def build_feature_table(timm_model, images: Dataset, to_eval: Callable, to_train: Callable, views: int,
+                        folder: Path, autocast_dtype: torch.dtype | None, batch_size: int) -> Dataset:
+    """`image_path` and `features` (views + 1, C): view 0 the eval transform, then `views` augmented ones."""
+    images = images.with_format(None).select_columns(["image", "image_path"]).sort("image_path")
+    key = Hasher.hash([FEATURE_CACHE_VERSION, _content_key(images), _weights_key(timm_model), _describe(to_eval),
+                       _describe(to_train) if views else None, views, VIEW_SEED, str(autocast_dtype)])
+    path = folder / f"features-{key}.arrow"
+    folder.mkdir(parents=True, exist_ok=True)
+    if path.is_file():
+        logger.info("Reusing cached backbone features from %s", path)
+    transforms = [BatchTransform(to_eval)] + [BatchTransform(to_train, _view_seeds(view)) for view in range(views)]
+    width = timm_model.num_features
+    was_training = timm_model.training
+    timm_model.eval()  # BatchNorm statistics and dropout as in the frozen training (see optim.freeze_backbone)
+    try:
+        with building_in(folder):
+            table = images.map(
+                _encode_batch, batched=True, batch_size=batch_size, remove_columns=["image"],
+                fn_kwargs={"timm_model": timm_model, "transforms": transforms, "autocast_dtype": autocast_dtype},
+                features=Features({"image_path": images.features["image_path"],
+                                   "features": Array2D((views + 1, width), "float32")}),
+                cache_file_name=str(path), new_fingerprint=key,  # the key, not a hash of the model and transforms
+                desc=f"Computing backbone features of {len(images)} images x {views + 1} view(s)",
+            )
+    finally:
+        timm_model.train(was_training)
+    return table
+
+
+def _encode_batch(batch: dict, timm_model, transforms: list[BatchTransform], autocast_dtype) -> dict:
+    views = []
+    for transform in transforms:
+        pixels = torch.stack(transform({"image": batch["image"], "image_path": batch["image_path"]})["pixel_values"])
+        views.append(pooled_features(timm_model, pixels, autocast_dtype))
+    return {"image_path": batch["image_path"], "features": np.stack(views, axis=1)}
+
+
+def pooled_features(timm_model, pixels: torch.Tensor, autocast_dtype: torch.dtype | None = None) -> np.ndarray:
+    """The backbone's output averaged over its spatial positions: what the head's average pool gives."""
+    memory_format = torch.channels_last if _is_channels_last(timm_model) else torch.contiguous_format
+    device = next(timm_model.parameters()).device
+    pixels = pixels.to(device, memory_format=memory_format)
+    with torch.inference_mode(), torch.autocast(device.type, dtype=autocast_dtype or torch.bfloat16,
+                                                enabled=autocast_dtype is not None):
+        return _backbone(timm_model)(pixels).float().mean((2, 3)).cpu().numpy()
+
+
+def pooled_head_matches(timm_model, size: int = 64) -> bool:
+    """Whether the head gives the same logits from the pooled features as from the full feature map."""
+    generator = torch.Generator().manual_seed(0)  # not the global generator: training draws from it
+    pixels = torch.randn(2, 3, size, size, generator=generator).to(next(timm_model.parameters()).device)
+    was_training = timm_model.training
+    timm_model.eval()
+    try:
+        with torch.inference_mode():
+            feature_map = _backbone(timm_model)(pixels)
+            if feature_map.ndim != 4:  # tokens (ViT, EVA): pooled by a class token or attention, not an average
+                return False
+            pooled = feature_map.mean((2, 3), keepdim=True)
+            return torch.allclose(timm_model.forward_head(feature_map), timm_model.forward_head(pooled), atol=1e-5)
+    except (RuntimeError, AssertionError):  # e.g. a fixed input size other than `size`
+        return False
+    finally:
+        timm_model.train(was_training)
+
+
+def accept_pooled_features(timm_model) -> None:
+    """Make `forward_features` take pooled features (batch, C) as computed; images still go through the backbone.
+
+    Bound with MethodType, so that a deep copy (the EMA's) dispatches to its own backbone.
+    """
+    timm_model.forward_features = types.MethodType(_features_or_pooled, timm_model)
+
+
+def _features_or_pooled(self, x: torch.Tensor) -> torch.Tensor:
+    if x.ndim == 2:  # cached pooled features: a 1x1 map, which the head's average pool leaves unchanged
+        return x[:, :, None, None]
+    return type(self).forward_features(self, x)
+
+
+def _backbone(timm_model) -> Callable:
+    return lambda pixels: type(timm_model).forward_features(timm_model, pixels)
+
+
+def _is_channels_last(module: torch.nn.Module) -> bool:
+    weight = next((p for p in module.parameters() if p.ndim == 4), None)
+    return weight is not None and weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous()
+
+
+class FeatureCollator:
+    """Batches of cached features. A training example holds the eval view and K augmented ones: one augmented view
+    is drawn per image and epoch from the run's per-example seeds (so a resumed run draws what an uninterrupted one
+    does); a validation example (or any, with K = 0) holds the eval view alone. Images (the test split, predicted
+    by the full model) go to the run's own collator."""
+
+    def __init__(self, seeds: SampleSeeds, images: Callable | None = None):
+        self.seeds, self.images = seeds, images
+
+    def __call__(self, examples: list[dict]) -> dict:
+        if "features" not in examples[0]:
+            return self.images(examples)
+        batch = {"pixel_values": torch.stack([example["features"][self._view(example)] for example in examples])}
+        if "label" in examples[0]:
+            batch["labels"] = torch.tensor([example["label"] for example in examples])
+        return batch
+
+    def _view(self, example: dict) -> int:
+        augmented = len(example["features"]) - 1
+        return 1 + self.seeds.seed_for(example["image_path"]) % augmented if augmented else 0
+
+
+def _features_of(split: Dataset, table: Dataset) -> Dataset:
+    """`split` (labels, paths, in its order) with the cached features of its images instead of the images."""
+    row_of = {path: row for row, path in enumerate(table["image_path"])}
+    split = split.with_format(None)
+    features = table.select([row_of[path] for path in split["image_path"]]).select_columns(["features"])
+    return concatenate_datasets([features, split.remove_columns("image")], axis=1)
+
+
+def _eval_view_only(split: Dataset) -> Dataset:
+    width = split.features["features"].shape[1]
+    return split.map(lambda batch: {"features": [views[:1] for views in batch["features"]]}, batched=True,
+                     features=Features({**split.features, "features": Array2D((1, width), "float32")}),
+                     keep_in_memory=True, desc="Eval views")
+
+
+def _view_seeds(view: int) -> SampleSeeds:
+    seeds = SampleSeeds(VIEW_SEED)
+    seeds.set_epoch(view)
+    return seeds
+
+
+def _content_key(images: Dataset) -> str:
+    """The images' bytes (the pre-resized PNGs) or, for originals read from disk, their paths, sizes and times."""
+    stored = images.cast_column("image", ImageFeature(decode=False))["image"]
+    return Hasher.hash([image["bytes"] or _file_stat(image["path"]) for image in stored])
+
+
+def _file_stat(path: str) -> tuple:
+    stat = Path(path).stat()
+    return path, stat.st_size, stat.st_mtime_ns
+
+
+def _weights_key(module: torch.nn.Module) -> str:
+    """The frozen tensors only: the new head's initialisation (which follows the seed) does not change the features."""
+    trained = {name for name, parameter in module.named_parameters() if parameter.requires_grad}
+    digest = hashlib.blake2b(digest_size=16)
+    for name, tensor in module.state_dict().items():
+        if name in trained:
+            continue
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _describe(transform: Callable) -> str:
+    """A transform's repr without memory addresses, which change between runs."""
+    return re.sub(r" at 0x[0-9a-f]+", "", repr(transform))

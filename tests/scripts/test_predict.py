@@ -1,0 +1,76 @@
+"""scripts/predict.py: a folder, files or globs in, exactly one CSV row per image out, as --do_predict scores them."""
+
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.special import softmax
+
+from conftest import run_script
+
+
+def predict(tiny_run, *inputs: str, output, extra: tuple[str, ...] = ()):
+    return run_script("scripts/predict.py", "--model", str(tiny_run), *inputs, "--output", str(output), *extra)
+
+
+def test_a_folder_gets_the_scores_do_predict_gave_in_the_same_precision(tiny_run, quickdraw_mini, tmp_path):
+    """Default precision and layout on both sides (bf16 autocast where the CPU has AMX), so the same logits."""
+    result = predict(tiny_run, str(quickdraw_mini / "test"), output=tmp_path / "p.csv", extra=("--top_k", "3"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Wrote" in result.stdout and "(20 images, top 3)" in result.stdout
+    frame = pd.read_csv(tmp_path / "p.csv")
+    names = [f"{i}.JPEG" for i in range(20)]
+    assert sorted(frame["image_path"]) == sorted(names)
+    assert list(frame.columns) == ["image_path", "target", "label_1", "score_1", "label_2", "score_2", "label_3",
+                                   "score_3"]
+    submission = pd.read_csv(tiny_run / "submission.csv").set_index("image_path")
+    probabilities = softmax(np.load(tiny_run / "test_logits.npy").astype(np.float64), axis=1)
+    labels = pd.read_json(tiny_run / "config.json", typ="series")["label_names"]
+    for row in frame.itertuples():
+        expected = probabilities[submission.index.get_loc(row.image_path)]
+        assert row.target == submission.target[row.image_path] == expected.argmax()
+        assert [row.label_1, row.label_2, row.label_3] == [labels[i] for i in np.argsort(-expected)[:3]]
+        assert row.score_1 >= row.score_2 >= row.score_3
+        assert row.score_1 == pytest.approx(expected.max(), abs=1e-5)
+
+
+def test_globs_and_files_and_a_bad_image_that_stops_or_is_skipped(tiny_run, quickdraw_mini, tmp_path):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for name in ("0.JPEG", "1.JPEG", "2.JPEG"):
+        shutil.copy(quickdraw_mini / "test" / name, folder / name)
+    (folder / "2.JPEG").write_bytes((folder / "2.JPEG").read_bytes()[:200])  # cut off, as a failed copy leaves it
+
+    stopped = predict(tiny_run, str(folder / "*.JPEG"), output=tmp_path / "stopped.csv")
+    assert stopped.returncode == 2
+    assert stopped.stderr.strip().splitlines()[-1].startswith(f"error: 1 unreadable image(s): {folder / '2.JPEG'}: ")
+    assert "--bad_images skip" in stopped.stderr and not (tmp_path / "stopped.csv").exists()
+
+    skipped = predict(tiny_run, str(folder / "*.JPEG"), output=tmp_path / "skipped.csv",
+                      extra=("--bad_images", "skip"))
+    assert skipped.returncode == 0, skipped.stderr[-3000:]
+    assert "skipped 1 unreadable image(s)" in skipped.stdout
+    assert list(pd.read_csv(tmp_path / "skipped.csv")["image_path"]) == [str(folder / "0.JPEG"), str(folder / "1.JPEG")]
+
+    one = predict(tiny_run, str(folder / "1.JPEG"), output=tmp_path / "one.csv", extra=("--tta", "hflip"))
+    assert one.returncode == 0, one.stderr[-3000:]
+    assert len(pd.read_csv(tmp_path / "one.csv")) == 1
+
+
+@pytest.mark.parametrize(("inputs", "message"), [
+    (["{tmp}/nowhere"], "{tmp}/nowhere: no such file or folder, and no file matches it as a glob pattern."),
+    (["{tmp}/empty"], "no image files in {tmp}/empty"),
+])
+def test_inputs_without_images_are_one_clear_error_line(tiny_run, tmp_path, inputs, message):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "notes.txt").write_text("not an image")
+    result = predict(tiny_run, *(i.format(tmp=tmp_path) for i in inputs), output=tmp_path / "p.csv")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith("error: " + message.format(tmp=tmp_path))
+
+
+def test_an_unknown_model_is_one_clear_error_line(tmp_path, quickdraw_mini):
+    result = run_script("scripts/predict.py", "--model", str(tmp_path / "no-run"), str(quickdraw_mini / "test"))
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith(f"error: could not load '{tmp_path / 'no-run'}'")

@@ -1,0 +1,145 @@
+"""The frozen-backbone feature cache: a frozen part stays in eval mode, and the cached run trains what the uncached does."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from conftest import run_script, tiny_run_flags
+from datasets import Dataset, Features, Image, Value
+from PIL import Image as PILImage
+from PIL import ImageDraw
+from safetensors.torch import load_file
+
+from sketch_data.transforms import (
+    Flipped,
+    SampleSeeds,
+    SketchAugment,
+    eval_transform,
+    train_transform,
+)
+from sketch_train.arguments import ModelArguments
+from sketch_train.features import FeatureCollator, build_feature_table, pooled_features
+from sketch_train.model import build_model
+from sketch_train.optim import freeze_backbone
+
+LABELS = ["cat", "dog", "fish"]
+
+
+def tiny_model(**options):
+    return build_model(ModelArguments(model_name_or_path="test_efficientnet", image_size=32, crop_pct=1.0,
+                                      **options), LABELS)
+
+
+def batchnorm_statistics(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {name: buffer.clone() for name, buffer in module.named_buffers() if "running" in name}
+
+
+def test_a_frozen_backbone_keeps_its_batchnorm_statistics_through_trainers_model_train():
+    model, _ = tiny_model()
+    freeze_backbone(model)
+    before = batchnorm_statistics(model.timm_model)
+    model.train()  # what Trainer does before every step
+    loss = model(torch.randn(4, 3, 32, 32), labels=torch.tensor([0, 1, 2, 0])).loss
+    loss.backward()
+    after = batchnorm_statistics(model.timm_model)
+    assert all(torch.equal(before[name], after[name]) for name in before)
+    assert model.timm_model.classifier.weight.grad is not None and model.timm_model.training  # the head trains
+
+
+def test_unfrozen_blocks_still_update_their_statistics():
+    model, _ = tiny_model()
+    freeze_backbone(model, unfreeze_last_n_blocks=1)
+    trained = {name.rsplit(".", 1)[0] for name, p in model.timm_model.named_parameters() if p.requires_grad}
+    before = batchnorm_statistics(model.timm_model)
+    model.train()
+    model(torch.randn(4, 3, 32, 32))
+    changed = {name for name in before if not torch.equal(before[name], batchnorm_statistics(model.timm_model)[name])}
+    assert changed == {name for name in before if name.rsplit(".", 1)[0] in trained}
+    assert "bn2.running_mean" in changed and "bn1.running_mean" not in changed  # the last block's, not the stem's
+
+
+def sketches(count: int) -> list[PILImage.Image]:
+    images = []
+    for i in range(count):
+        image = PILImage.new("RGB", (48, 48), "white")
+        ImageDraw.Draw(image).line([(4 + 3 * i, 6), (40, 30 + i)], fill="black", width=3)  # asymmetric strokes
+        images.append(image)
+    return images
+
+
+def test_views_are_the_eval_view_then_seeded_augmented_ones_and_a_rebuild_reuses_the_file(tmp_path):
+    model, processor = tiny_model()
+    freeze_backbone(model)
+    pictures = sketches(4)
+    images = Dataset.from_dict({"image": pictures, "image_path": [f"{i}.png" for i in range(4)]},
+                               features=Features({"image": Image(), "image_path": Value("string")}))
+    to_eval = eval_transform(processor)
+    always_flipped = train_transform(processor, SketchAugment(hflip=1.0))
+    table = build_feature_table(model.timm_model, images, to_eval, always_flipped, 2, tmp_path, None, 3)
+    features = np.array(table["features"])
+    assert features.shape == (4, 3, model.timm_model.num_features)
+    plain = pooled_features(model.timm_model, torch.stack([to_eval(p) for p in pictures]))
+    flipped = pooled_features(model.timm_model, torch.stack([Flipped(to_eval)(p) for p in pictures]))
+    assert np.allclose(features[:, 0], plain, atol=1e-6) and not np.allclose(plain, flipped, atol=1e-3)
+    assert np.allclose(features[:, 1], flipped, atol=1e-6) and np.allclose(features[:, 2], flipped, atol=1e-6)
+    files = sorted(tmp_path.glob("features-*.arrow"))
+    assert len(files) == 1
+    mtime = files[0].stat().st_mtime_ns
+    build_feature_table(model.timm_model, images.shuffle(seed=1), to_eval, always_flipped, 2, tmp_path, None, 3)
+    assert sorted(tmp_path.glob("features-*.arrow")) == files and files[0].stat().st_mtime_ns == mtime
+
+
+def test_training_picks_one_augmented_view_per_image_and_epoch_and_validation_the_eval_view():
+    views = torch.arange(3 * 2, dtype=torch.float32).reshape(3, 2)  # view v holds [2v, 2v + 1]
+    training = [{"features": views, "image_path": f"{i}.png", "label": 0} for i in range(50)]
+    seeds = SampleSeeds(0)
+    collate = FeatureCollator(seeds)
+    picked = []
+    for epoch in range(2):
+        seeds.set_epoch(epoch)
+        picked.append((collate(training)["pixel_values"][:, 0] // 2).int().tolist())
+    assert set(picked[0]) == {1, 2} and picked[0] != picked[1]  # both augmented views, redrawn each epoch
+    seeds.set_epoch(0)
+    assert (collate(training)["pixel_values"][:, 0] // 2).int().tolist() == picked[0]  # a resume draws the same
+    validation = [{**example, "features": views[:1]} for example in training]
+    assert collate(validation)["pixel_values"].tolist() == [[0.0, 1.0]] * 50
+    assert collate(validation)["labels"].tolist() == [0] * 50
+
+
+@pytest.fixture(scope="module")
+def frozen_runs(tmp_path_factory, quickdraw_mini):
+    """The same frozen-backbone run without augmentation, uncached and cached, in fp32; then another fold."""
+    runs = {}
+    other_fold = ["--num_folds", "2", "--fold", "1", "--num_train_epochs", "1", "--do_predict", "false"]
+    for name, extra in (("uncached", ["--feature_cache", "off"]), ("cached", []), ("fold1", other_fold)):
+        output_dir = tmp_path_factory.mktemp(name)
+        flags = tiny_run_flags(quickdraw_mini, output_dir, "--model_name_or_path", "test_efficientnet",
+                               "--freeze_backbone", "true", "--hflip", "0", "--precision", "fp32",
+                               "--learning_rate", "0.01", *extra)
+        result = run_script("run_classification.py", *flags)
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+        runs[name] = (output_dir, result.stdout + result.stderr)
+    return runs
+
+
+def test_the_cached_run_trains_the_same_head_and_predicts_the_same(frozen_runs):
+    (uncached, log_uncached), (cached, log_cached) = frozen_runs["uncached"], frozen_runs["cached"]
+    assert "Computing backbone features" in log_cached and "Computing backbone features" not in log_uncached
+    expected, got = load_file(uncached / "model.safetensors"), load_file(cached / "model.safetensors")
+    assert set(got) == set(expected)  # the full backbone and the head, so pipeline() loads it unchanged
+    for name in expected:
+        assert torch.allclose(got[name].float(), expected[name].float(), atol=1e-5), name
+    assert not torch.equal(got["timm_model.classifier.weight"], torch.zeros_like(got["timm_model.classifier.weight"]))
+    assert np.allclose(np.load(cached / "test_logits.npy"), np.load(uncached / "test_logits.npy"), atol=1e-5)
+    assert np.allclose(np.load(cached / "eval_logits.npy"), np.load(uncached / "eval_logits.npy"), atol=1e-5)
+    results = [json.loads((run / "all_results.json").read_text()) for run in (cached, uncached)]
+    assert results[0]["eval_accuracy"] == results[1]["eval_accuracy"]
+
+
+def test_another_fold_reuses_the_cache(frozen_runs):
+    """Folds split the same labelled images differently; the cache holds them all, sorted by path, not by split.
+    (Seeds reuse it too where the backbone is a checkpoint: the key leaves out the new head; here a seed would
+    change test_efficientnet's random backbone.)"""
+    _, log = frozen_runs["fold1"]
+    assert "Reusing cached backbone features" in log and "Computing backbone features" not in log
