@@ -32,7 +32,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-os.environ.setdefault("TQDM_DISABLE", "1")  # one progress bar per case would drown the report
+if __name__ == "__main__":
+    # One progress bar per case would drown the report. Only as a script: tqdm reads this when first imported, and
+    # set by an import (the test suite's) it would silence every later subprocess's progress bars too.
+    os.environ.setdefault("TQDM_DISABLE", "1")
 
 import numpy as np  # noqa: E402
 from hypothesis import HealthCheck, given, settings  # noqa: E402
