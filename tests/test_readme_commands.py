@@ -78,6 +78,8 @@ PLANS = {
     "python scripts/benchmark.py --out bench.json": Run("--quick"),
     "python scripts/benchmark.py --models convnext_atto@128 --rounds 3 --repeats 5":
         Run("--quick --models test_convnext@32 --rounds 1 --repeats 1 --setups default"),
+    "python scripts/benchmark.py --models convnext_atto@128 --setups default":
+        Run("--quick --models test_convnext@32"),
     "python scripts/benchmark.py --models convnext_tiny@224":
         Run("--quick --models test_convnext@32 --setups default"),
     # recipes, k-fold, ensembles
