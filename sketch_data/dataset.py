@@ -102,12 +102,11 @@ def load_image_files(inputs: list[str], bad_images: str = "error") -> tuple[Data
                               "quoted glob pattern such as 'data/test/*.JPEG'.")
     scan = scan_images(files, desc="Checking images")
     if scan.bad:
-        listing = "; ".join(f"{path}: {reason}" for path, reason in list(scan.bad.items())[:5])
-        more = f" (and {len(scan.bad) - 5} more)" if len(scan.bad) > 5 else ""
+        listing = _first_few([f"{path}: {reason}" for path, reason in scan.bad.items()])
         if bad_images != "skip":
-            raise SketchDataError(f"{len(scan.bad)} unreadable image(s): {listing}{more}. Replace or delete them, or "
+            raise SketchDataError(f"{len(scan.bad)} unreadable image(s): {listing}. Replace or delete them, or "
                                   "pass --bad_images skip to leave them out.")
-        logger.warning("Skipping %d unreadable image(s): %s%s", len(scan.bad), listing, more)
+        logger.warning("Skipping %d unreadable image(s): %s", len(scan.bad), listing)
     kept = [(file, path) for file, path in zip(files, image_paths) if file not in scan.bad]
     dataset = Dataset.from_dict({"image": [f for f, _ in kept], "image_path": [p for _, p in kept]},
                                 features=Features({"image": Image(), "image_path": Value("string")}))
@@ -163,5 +162,10 @@ def _checked_images(frame, csv_path, policy: str, check_images: bool):
 def _listing(frame, reasons: dict[str, str], shown: int = 5) -> str:
     """'line 7 cat/1.JPEG: is empty (0 bytes); ...' for the rows whose file has a reason."""
     rows = frame[frame["file"].isin(reasons)]
-    listing = "; ".join(f"line {r.line} {r.image_path}: {reasons[r.file]}" for r in rows.head(shown).itertuples())
-    return listing + (f" (and {len(rows) - shown} more)" if len(rows) > shown else "")
+    return _first_few([f"line {r.line} {r.image_path}: {reasons[r.file]}" for r in rows.itertuples()], shown)
+
+
+def _first_few(entries: list[str], shown: int = 5) -> str:
+    """'a; b; c (and 4 more)': the first `shown` entries of a list that may be long."""
+    more = f" (and {len(entries) - shown} more)" if len(entries) > shown else ""
+    return "; ".join(entries[:shown]) + more

@@ -67,9 +67,10 @@ def predict_files(model_name_or_path: str, inputs: list[str], args: TrainingArgu
     label_names = saved_label_names(model_name_or_path, cache_dir)
     model, processor = build_model(ModelArguments(model_name_or_path=model_name_or_path, cache_dir=cache_dir),
                                    label_names)
-    if getattr(args, "channels_last", False):
+    channels_last = getattr(args, "channels_last", False)  # a SketchTrainingArguments option
+    if channels_last:
         model = model.to(memory_format=torch.channels_last)
-    trainer = SketchTrainer(model=model, args=args, data_collator=Collator(getattr(args, "channels_last", False)),
+    trainer = SketchTrainer(model=model, args=args, data_collator=Collator(channels_last),
                             processing_class=processor, callbacks=list(callbacks))
     logits = tta_logits(trainer, dataset, eval_transform(processor), list(tta))
     return FilePredictions(dataset.with_format(None)["image_path"], logits, label_names, counts["bad_images_skipped"])
