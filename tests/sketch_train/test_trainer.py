@@ -47,3 +47,18 @@ def test_checkpoints_keep_trainers_own_writes(tmp_path):
     run = trainer(tmp_path)
     run.save_model(str(tmp_path / "checkpoint-1"), _internal_call=True)
     assert (tmp_path / "checkpoint-1" / "model.safetensors").is_file() and not (tmp_path / STAGING).exists()
+
+
+def test_the_flops_estimate_is_trainers_with_the_parameters_counted_once(tmp_path, monkeypatch):
+    from transformers import Trainer
+
+    from sketch_train.arguments import ModelArguments
+    from sketch_train.model import build_model
+
+    model, _ = build_model(ModelArguments(model_name_or_path="test_convnext"), ["a", "b"])
+    run = SketchTrainer(model=model, args=TrainingArguments(output_dir=str(tmp_path), report_to="none", use_cpu=True))
+    inputs = {"pixel_values": torch.zeros(2, 3, 32, 32), "labels": torch.zeros(2, dtype=torch.long)}
+    expected = Trainer.floating_point_ops(run, inputs)
+    assert expected > 0 and run.floating_point_ops(inputs) == expected
+    monkeypatch.setattr(model, "num_parameters", lambda **kwargs: pytest.fail("counted the parameters again"))
+    assert run.floating_point_ops(inputs) == expected
