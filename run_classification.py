@@ -3,47 +3,48 @@
 
     python run_classification.py                                   # the embedded digits demo
     accelerate launch run_classification.py training_args/convnext_base_448.yaml --data_dir data
-    python run_classification.py training_args/demo.json --num_train_epochs 1   # flags override the preset
+    python run_classification.py training_args/demo.yaml --num_train_epochs 1   # flags override the preset
 """
 
 import logging
 import sys
-from pathlib import Path
 
-import evaluate
 import torch
 import transformers
-from transformers import EarlyStoppingCallback, set_seed
+from transformers import set_seed
 
-from push_to_hub import PushError, check_push_arguments, push_run, take_over_push
 from sketch_data import SketchDataError, load_sketch_dataset
 from sketch_data.cache import preresize_folder, preresize_splits
 from sketch_data.demo import build_digits_demo
-from sketch_data.transforms import BatchTransform, SketchAugment, eval_transform
-from sketch_train.arguments import DataArguments, ModelArguments, SketchTrainingArguments
+from sketch_data.transforms import BatchTransform, eval_transform
+from sketch_train.arguments import (
+    DataArguments,
+    ModelArguments,
+    SketchTrainingArguments,
+)
 from sketch_train.checkpoints import last_complete_checkpoint
-from sketch_train.cli import parse_arguments
 from sketch_train.curriculum import staged_train_transform
+from sketch_train.disk_checks import OutputDirError, disk_full_message, ensure_writable
 from sketch_train.features import use_cached_features
+from sketch_train.hub import PushError, push_run, take_over_push
 from sketch_train.inference import Collator, tta_logits
-from sketch_train.malloc import keep_freed_memory
+from sketch_train.machine import keep_freed_memory
+from sketch_train.metrics import classification_metrics
 from sketch_train.model import ModelSourceError, build_model, saved_label_names
 from sketch_train.model_card import run_summary, write_model_card
-from sketch_train.nan_guard import NanGuard, NonFiniteModelError
+from sketch_train.nan_guard import NonFiniteModelError
 from sketch_train.optim import freeze_backbone
-from sketch_train.output_dir import OutputDirError, disk_full_message, ensure_writable
-from sketch_train.outputs import write_eval_predictions, write_submission
+from sketch_train.presets import parse_arguments
 from sketch_train.recipe import build_recipe
+from sketch_train.result_files import write_eval_predictions, write_submission
 from sketch_train.trainer import SketchTrainer
 
 logger = logging.getLogger("run_classification")
-METRIC_PATH = str(Path(__file__).resolve().parent / "sketch_train" / "topk_accuracy.py")
 
 
 def parse(argv: list[str] | None = None) -> tuple[ModelArguments, DataArguments, SketchTrainingArguments]:
-    arguments = parse_arguments((ModelArguments, DataArguments, SketchTrainingArguments), argv)
-    check_push_arguments(arguments[2])  # the Hub token comes from HF_TOKEN or `hf auth login`, never a flag
-    return arguments
+    """`[preset.json|preset.yaml] [--flag value ...]`; without a preset or data flags, the demo preset."""
+    return parse_arguments((ModelArguments, DataArguments, SketchTrainingArguments), argv)
 
 
 def main(model_args: ModelArguments, data_args: DataArguments, training_args: SketchTrainingArguments,
@@ -55,6 +56,7 @@ def main(model_args: ModelArguments, data_args: DataArguments, training_args: Sk
     ensure_writable(training_args.output_dir)
     push_repo = take_over_push(training_args)  # before the Trainer exists, which would push every checkpoint
 
+    # 1. Data: the competition layout (train.csv, test.csv and their folders), checked, split, as datasets
     if data_args.build_demo_data:
         with training_args.main_process_first(desc="building the demo data"):
             build_digits_demo(data_args.data_dir)
@@ -66,23 +68,25 @@ def main(model_args: ModelArguments, data_args: DataArguments, training_args: Sk
             seed=data_args.split_seed, bad_images=data_args.bad_images, check_images=training_args.process_index == 0,
         )
     label_names = data.label_names or saved_label_names(model_args.model_name_or_path, model_args.cache_dir)
+
+    # 2. Model: any timm architecture or checkpoint, with a head for these labels
     set_seed(training_args.seed)  # before the model: a new head (or random init) must not differ between runs
     model, processor = build_model(model_args, label_names)
     if training_args.channels_last:
         model = model.to(memory_format=torch.channels_last)
     if model_args.freeze_backbone:
         freeze_backbone(model, model_args.unfreeze_last_n_blocks)
+
+    # 3. Transforms: images pre-resized once, then the processor's eval transform or the sketch augmentation
     cache_folder = preresize_folder(data_args.preresize_cache, data_args.augment, processor)
     if cache_folder:
         with training_args.main_process_first(desc="pre-resizing the images"):
             data.splits = preresize_splits(data.splits, processor, cache_folder)
-
-    augment = SketchAugment(data_args.hflip, data_args.vflip, data_args.rotate_degrees, data_args.translate,
-                            data_args.scale, data_args.augment)
     to_eval = eval_transform(processor)
-    to_train = staged_train_transform(processor, augment, data_args.curriculum)  # one transform per curriculum stage
-    # mixup/CutMix, layer decay, EMA, curriculum: whichever options are on, as Trainer arguments
-    recipe = build_recipe(model, training_args, Collator(training_args.channels_last), to_train, len(label_names))
+    to_train = staged_train_transform(processor, data_args.augmentation(), data_args.curriculum)
+    # collator, loss, optimizer and every callback, as the options ask (mixup, layer decay, EMA, curriculum, ...)
+    recipe = build_recipe(model, training_args, Collator(training_args.channels_last), to_train, len(label_names),
+                          extra_callbacks)
     if "train" in data.splits:
         data.splits["train"].set_transform(recipe.train_batches(BatchTransform(to_train, recipe.sample_seeds)))
     if "validation" in data.splits:
@@ -91,8 +95,7 @@ def main(model_args: ModelArguments, data_args: DataArguments, training_args: Sk
     data.splits, recipe.collator = use_cached_features(model, data.splits, recipe, to_eval, to_train, model_args,
                                                        data_args, training_args, cache_folder)
 
-    metric = evaluate.load(METRIC_PATH)
-    nan_guard = NanGuard(training_args.nan_policy)
+    # 4. Trainer
     trainer = SketchTrainer(
         model=model,
         args=training_args,
@@ -102,29 +105,28 @@ def main(model_args: ModelArguments, data_args: DataArguments, training_args: Sk
         data_collator=recipe.collator,
         compute_loss_func=recipe.compute_loss_func,
         optimizers=(recipe.optimizer, None),
-        compute_metrics=lambda p: metric.compute(predictions=p.predictions, references=p.label_ids),
-        callbacks=[nan_guard] + recipe.callbacks + ([EarlyStoppingCallback(training_args.early_stopping_patience)]
-                                                    if training_args.early_stopping_patience else [])
-        + list(extra_callbacks or []),
+        compute_metrics=classification_metrics,
+        callbacks=recipe.callbacks,
     )
-    recipe.attach(trainer)
     log_run_setup(training_args, data)
     results = {f"data_{k}": v for k, v in data.counts.items()}
 
+    # 5. Train, resuming from the last complete checkpoint
     if training_args.do_train:
         with training_args.main_process_first(desc="finding the last complete checkpoint"):
             last_checkpoint = last_complete_checkpoint(training_args.output_dir)
         if last_checkpoint:
             logger.info("Resuming from %s", last_checkpoint)
         train_result = trainer.train(resume_from_checkpoint=last_checkpoint)
-        train_result.metrics.update(nan_guard.metrics())
-        nan_guard.check_final_model()  # a NaN model is never written as the result
+        train_result.metrics.update(recipe.nan_guard.metrics())
+        recipe.nan_guard.check_final_model()  # a NaN model is never written as the result
         trainer.save_model()  # the best model when load_best_model_at_end, with config.json's pretrained_cfg
         trainer.log_metrics("train", train_result.metrics)
         trainer.save_metrics("train", {**train_result.metrics, **results})
         trainer.save_state()
         results.update(train_result.metrics)
 
+    # 6. Evaluate: metrics, and one row per validation image for reports and ensembles
     if training_args.do_eval and "validation" in data.splits:
         with torch.inference_mode():
             output = trainer.predict(data.splits["validation"], metric_key_prefix="eval")
@@ -136,6 +138,7 @@ def main(model_args: ModelArguments, data_args: DataArguments, training_args: Sk
             write_eval_predictions(image_paths, output.label_ids, output.predictions, label_names,
                                    training_args.output_dir)
 
+    # 7. Predict: submission.csv in test.csv's order, with optional TTA
     if training_args.do_predict:
         test = data.splits["test"]
         logits = tta_logits(trainer, test, to_eval, data_args.tta)
@@ -143,6 +146,7 @@ def main(model_args: ModelArguments, data_args: DataArguments, training_args: Sk
             path = write_submission(test.with_format(None)["image_path"], logits, training_args.output_dir)
             logger.info("Wrote %s (%d rows)", path, len(logits))
 
+    # 8. Model card, then the push of the final model with it
     if trainer.is_world_process_zero() and training_args.do_train:
         write_model_card(training_args.output_dir, run_summary(model_args, data_args, training_args), push_repo)
     trainer.accelerator.end_training()  # leave the process group cleanly; exiting with gloo still up aborts the process
@@ -154,13 +158,12 @@ def main(model_args: ModelArguments, data_args: DataArguments, training_args: Sk
 
 
 def log_run_setup(args: SketchTrainingArguments, data) -> None:
-    precision = "fp16" if args.fp16 else "bf16" if args.bf16 else "fp32"
     sizes = ", ".join(f"{name} {len(split)}" for name, split in data.splits.items())
     scaled = f" (scaled from batch {args.scale_lr_by_batch})" if args.scale_lr_by_batch else ""
     logger.info(
         "Device %s | world size %d | precision %s | channels_last %s | batch %d x %d processes x %d accumulation = %d "
         "| learning rate %g%s | %s",
-        args.device, args.world_size, precision, args.channels_last, args.per_device_train_batch_size,
+        args.device, args.world_size, args.precision_name, args.channels_last, args.per_device_train_batch_size,
         args.world_size, args.gradient_accumulation_steps, args.effective_batch_size, args.learning_rate, scaled, sizes,
     )
 

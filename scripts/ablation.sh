@@ -7,7 +7,7 @@
 #   ROWS="baseline tta_hflip" scripts/ablation.sh --num_train_epochs 1   # some rows; extra flags go to every run
 #   DRY_RUN=1 scripts/ablation.sh                          # print the commands instead of running them
 #
-# Every run uses training_args/ablation_quickdraw100.json: convnext_atto from scratch at 64 px in fp32 (bf16 is
+# Every run uses training_args/ablation_quickdraw100.yaml: convnext_atto from scratch at 64 px in fp32 (bf16 is
 # slower for a model this small on a CPU), the quickdraw100 recipe without label smoothing, and --seed k.
 # Rows (folder $OUT/<row>_seed<k>):
 #   baseline             the preset as it is
@@ -34,7 +34,7 @@ cd "$repo"
 export PYTHON=${PYTHON:-python}  # train_kfold.sh reads it too
 python=$PYTHON
 seeds=${SEEDS:-0 1}
-preset=training_args/ablation_quickdraw100.json
+preset=training_args/ablation_quickdraw100.yaml
 all_rows="baseline label_smoothing mixup_cutmix ema sketch_autoaugment vflip light_geometry tta_hflip tta_hflip_vflip kfold5"
 rows=${ROWS:-$all_rows}
 

@@ -18,10 +18,9 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))  # `python scripts/ablation_table.py` from any folder still finds the repo's packages
+from sketch_train.result_files import submission_accuracy
 
-from scripts.score_submission import accuracy  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
 
 BASELINE = "baseline"
 RUN_FOLDER = re.compile(r"(?P<row>.+)_seed(?P<seed>\d+)")
@@ -95,7 +94,7 @@ def train_seconds(run: Path) -> float | None:
 
 def score(submission: Path, solution: Path) -> float:
     try:
-        return accuracy(str(submission), str(solution))
+        return submission_accuracy(str(submission), str(solution))
     except (ValueError, KeyError, FileNotFoundError) as error:
         raise AblationError(f"cannot score {submission} against {solution}: {error}") from None
 

@@ -24,7 +24,6 @@ import argparse
 import json
 import multiprocessing
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -34,11 +33,11 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))  # run_classification and the packages, also in the spawned processes
+from sketch_train import benchmarking as measure
+from sketch_train.benchmarking import cpu_name
+from sketch_train.machine import auto_precision
 
-from scripts import benchmark_measure as measure  # noqa: E402
-from sketch_train.precision import auto_precision  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
 
 SETUPS = ("default", "uncached", "naive", "compute")
 OPTIONAL_SETUPS = ("compiled",)  # measured on request: compiling takes 30-60 s per model on 2 cores
@@ -197,13 +196,6 @@ def _table(header: list[str], rows: list[list]) -> None:
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     for r in rows:
         print("  ".join(v.rjust(w) if i >= 2 else v.ljust(w) for i, (v, w) in enumerate(zip(r, widths))))
-
-
-def cpu_name() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").is_file() else []:
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor()
 
 
 def main(argv: list[str] | None = None) -> int:

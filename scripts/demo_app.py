@@ -13,15 +13,12 @@ from pathlib import Path
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("GRADIO_SHARE", "False")
 
-import gradio as gr  # noqa: E402
-from PIL import Image  # noqa: E402
-from transformers import pipeline  # noqa: E402
+import gradio as gr
+from PIL import Image
+from transformers import pipeline
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))  # `python scripts/demo_app.py` from any folder still finds the repo's packages
-
-from sketch_data.images import to_rgb  # noqa: E402
-from sketch_train.pipeline import SketchImageClassificationPipeline  # noqa: E402
+from sketch_data.images import to_rgb
+from sketch_train.pipeline import SketchImageClassificationPipeline
 
 TOP_K = 5
 # Quickdraw strokes are ~4.5 px wide on 256 px images. Brush size 5 draws ~9 px on this 512 px canvas

@@ -25,12 +25,9 @@ import numpy as np
 import pandas as pd
 from scipy.special import softmax
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))  # `python scripts/ensemble.py` from any folder still finds the repo's packages
-
-from scripts.score_submission import accuracy  # noqa: E402
-from sketch_data.atomic import atomic_write_text  # noqa: E402
-from sketch_train.outputs import write_submission  # noqa: E402
+from sketch_data.atomic import atomic_write_text
+from sketch_train.model import label_names_of
+from sketch_train.result_files import submission_accuracy, write_submission
 
 METHODS = ("softmax", "vote")
 TIE_BREAK = 1e-3  # added to the log vote share of the class a tie goes to: survives float32, below any real gap
@@ -131,7 +128,7 @@ def ensemble(runs: list[Path], weights: list[float] | None, method: str, test_cs
         results |= out_of_fold(runs, weights, method)
     if solution:
         try:
-            results["test_accuracy"] = accuracy(str(submission), solution)
+            results["test_accuracy"] = submission_accuracy(str(submission), solution)
         except (ValueError, KeyError, FileNotFoundError) as error:
             raise EnsembleError(f"cannot score against {solution}: {error}") from None
     atomic_write_text(output_dir / "ensemble_results.json", json.dumps(results, indent=2) + "\n")
@@ -149,7 +146,7 @@ def _test_image_paths(runs: list[Path], test_csv: str | None) -> list[str]:
 
 
 def _check_same_labels(runs: list[Path]) -> None:
-    named = [(run, json.loads((run / "config.json").read_text()).get("label_names"))
+    named = [(run, label_names_of(json.loads((run / "config.json").read_text())))
              for run in runs if (run / "config.json").is_file()]
     for run, names in named[1:]:
         if names != named[0][1]:

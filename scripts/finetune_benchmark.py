@@ -3,7 +3,7 @@
 
     python scripts/finetune_benchmark.py --out runs/finetune_benchmark.json   # --image_size 160 (default)
 
-Each setup runs run_classification.main in a fresh process (scripts/benchmark_measure.trainer_run: Trainer, data
+Each setup runs run_classification.main in a fresh process (sketch_train/benchmarking.trainer_run: Trainer, data
 loading and augmentation included; training images/s = median over windows of steps after warm-up):
   full      every parameter trains
   frozen    --freeze_backbone true --feature_cache off: the frozen backbone runs over every image every epoch
@@ -23,11 +23,10 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from sketch_train import benchmarking as measure
+from sketch_train.benchmarking import cpu_name
 
-from scripts import benchmark_measure as measure  # noqa: E402
-from scripts.benchmark import cpu_name  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
 
 CHECKPOINT = REPO.parent / "shared" / "models" / "tf_efficientnet_lite0.in1k"
 FROZEN = ["--freeze_backbone", "true"]

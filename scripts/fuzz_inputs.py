@@ -37,16 +37,15 @@ if __name__ == "__main__":
     # set by an import (the test suite's) it would silence every later subprocess's progress bars too.
     os.environ.setdefault("TQDM_DISABLE", "1")
 
-import numpy as np  # noqa: E402
-from hypothesis import HealthCheck, given, settings  # noqa: E402
-from hypothesis import seed as hypothesis_seed  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
-from PIL import Image  # noqa: E402
+import numpy as np
+from hypothesis import HealthCheck, given, settings
+from hypothesis import seed as hypothesis_seed
+from hypothesis import strategies as st
+from PIL import Image
+
+from sketch_data import SketchDataError, load_sketch_dataset
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))  # `python scripts/fuzz_inputs.py` from any folder still finds the repo's packages
-
-from sketch_data import SketchDataError, load_sketch_dataset  # noqa: E402
 
 REGRESSIONS = REPO / "tests" / "sketch_data" / "fuzz_regressions"
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "quickdraw-mini"

@@ -18,14 +18,11 @@ from pathlib import Path
 
 from transformers.utils import logging as transformers_logging
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))  # `python scripts/predict.py` from any folder still finds the repo's packages
-
-from sketch_data import SketchDataError  # noqa: E402
-from sketch_train.arguments import SketchTrainingArguments  # noqa: E402
-from sketch_train.inference import predict_files  # noqa: E402
-from sketch_train.model import ModelSourceError  # noqa: E402
-from sketch_train.outputs import write_top_k  # noqa: E402
+from sketch_data import SketchDataError
+from sketch_train.arguments import SketchTrainingArguments
+from sketch_train.inference import predict_files
+from sketch_train.model import ModelSourceError
+from sketch_train.result_files import write_top_k
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -18,14 +18,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from scipy.special import softmax
-from sklearn.metrics import confusion_matrix, precision_recall_fscore_support, top_k_accuracy_score
+from sklearn.metrics import (
+    confusion_matrix,
+    precision_recall_fscore_support,
+    top_k_accuracy_score,
+)
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))  # `python scripts/report.py` from any folder still finds the repo's packages
-
-from scripts.report_plots import plot_confusion_top, plot_curves, plot_errors  # noqa: E402
-from sketch_data.atomic import atomic_write_text  # noqa: E402
-from sketch_train.outputs import write_csv  # noqa: E402
+from sketch_data.atomic import atomic_write_text
+from sketch_train.model import label_names_of
+from sketch_train.report_plots import plot_confusion_top, plot_curves, plot_errors
+from sketch_train.result_files import write_csv
 
 
 class ReportError(Exception):
@@ -97,10 +99,7 @@ def label_names(run: Path) -> list[str]:
     path = run / "config.json"
     if not path.is_file():
         raise ReportError(f"{path} not found; --run must be an output_dir written by run_classification.py.")
-    config = json.loads(path.read_text())
-    if config.get("label_names"):
-        return list(config["label_names"])
-    return [config["id2label"][str(i)] for i in range(len(config["id2label"]))]
+    return label_names_of(json.loads(path.read_text()))
 
 
 def check_classes(predictions: Predictions, num_classes: int) -> None:

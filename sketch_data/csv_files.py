@@ -11,9 +11,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .errors import SketchDataError
-
 logger = logging.getLogger(__name__)
+
+
+class SketchDataError(ValueError):
+    """Bad input data (here, in the folders or the split options): the message names the file or CSV row and says
+    how to fix it."""
+
 
 TRAIN_COLUMNS = ["class_name", "image_path", "target"]
 TEST_COLUMNS = ["image_path"]
@@ -51,7 +55,7 @@ def read_test_csv(csv_path: str | Path, image_dir: str | Path) -> pd.DataFrame:
 def _read_csv(csv_path: str | Path, columns: list[str]) -> pd.DataFrame:
     path = Path(csv_path)
     if not path.is_file():
-        raise SketchDataError(f"{path}: file not found. Pass the competition's CSV (see README, 'Data format').")
+        raise SketchDataError(f"{path}: file not found. Pass the competition's CSV (see docs/data.md).")
     if path.stat().st_size == 0:
         raise SketchDataError(f"{path}: the file is empty; expected a header line {','.join(columns)} and one row per image.")
     frame = _parse(path)

@@ -8,8 +8,7 @@ from pathlib import Path
 import PIL.Image
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Image, Value
 
-from .csv_files import read_test_csv, read_train_csv
-from .errors import SketchDataError
+from .csv_files import SketchDataError, read_test_csv, read_train_csv
 from .images import scan_images
 from .labels import readable_names
 from .splits import split_indices
@@ -46,7 +45,7 @@ def load_sketch_dataset(
     Every split keeps `image_path` as written in its CSV, for the submission and the reports.
     `bad_images` is "error" (stop and list them) or "skip" (leave training images out, with a count);
     test images must all decode, since the submission needs a row for each. Images that decode but are
-    tiny or extreme strips are kept, listed in the log and counted. See README, "Data problems and what happens".
+    tiny or extreme strips are kept, listed in the log and counted. See docs/data.md.
     """
     if bad_images not in ("error", "skip"):
         raise SketchDataError(f"bad_images={bad_images!r}: use 'error' or 'skip'.")

@@ -3,7 +3,7 @@
 import numpy as np
 from sklearn.model_selection import StratifiedKFold, StratifiedShuffleSplit
 
-from .errors import SketchDataError
+from .csv_files import SketchDataError
 
 
 def split_indices(

@@ -5,6 +5,7 @@ Eval is exactly the processor's `val_transforms` (so `pipeline()` sees what vali
 """
 
 import contextlib
+import dataclasses
 import hashlib
 import random
 from collections.abc import Callable, Iterator
@@ -30,6 +31,10 @@ class SketchAugment:
     translate: float = 0.0
     scale: float = 0.0
     policy: str = "sketch"  # "sketch": the options above; "sketch_autoaugment": those + SketchAutoAugment; "timm"
+
+
+# The options above but the policy: the flags of DataArguments, a curriculum stage's keys, a model card's recipe
+AUGMENT_OPTIONS = tuple(option.name for option in dataclasses.fields(SketchAugment) if option.name != "policy")
 
 
 def eval_transform(processor) -> Callable:

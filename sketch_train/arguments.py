@@ -7,13 +7,12 @@ from dataclasses import dataclass, field
 import torch
 from transformers import TrainingArguments
 
-from sketch_data.transforms import AUGMENT_POLICIES
+from sketch_data.transforms import AUGMENT_OPTIONS, AUGMENT_POLICIES, SketchAugment
 
 from .curriculum import parse_stages
-from .data_loading import AUTO_WORKERS, auto_num_workers
-from .heads import HEADS
+from .machine import AUTO_WORKERS, auto_num_workers, auto_precision, precision_name
+from .model import HEADS
 from .nan_guard import MAX_SKIPPED_IN_A_ROW, NAN_POLICIES
-from .precision import auto_precision
 
 logger = logging.getLogger(__name__)
 
@@ -108,11 +107,12 @@ class DataArguments:
         metadata={"help": "'sketch' (the options below), 'sketch_autoaugment' (those plus the sketch auto-augment "
                           "policy, sketch_data/autoaugment.py) or 'timm' (the processor's own)."},
     )
-    hflip: float = 0.5
-    vflip: float = 0.0
-    rotate_degrees: float = 0.0
-    translate: float = 0.0
-    scale: float = 0.0
+    # SketchAugment's options (sketch_data/transforms.py), with its defaults
+    hflip: float = SketchAugment.hflip
+    vflip: float = SketchAugment.vflip
+    rotate_degrees: float = SketchAugment.rotate_degrees
+    translate: float = SketchAugment.translate
+    scale: float = SketchAugment.scale
     preresize_cache: str = field(
         default="auto",
         metadata={"help": "Decode every image once and keep it resized to the eval resize size (Arrow files written "
@@ -149,6 +149,10 @@ class DataArguments:
         if unknown:
             raise ValueError(f"tta={self.tta}: unknown {sorted(unknown)}; use hflip and/or vflip.")
 
+    def augmentation(self) -> SketchAugment:
+        """The training augmentation these options ask for."""
+        return SketchAugment(policy=self.augment, **{name: getattr(self, name) for name in AUGMENT_OPTIONS})
+
 
 @dataclass
 class SketchTrainingArguments(TrainingArguments):
@@ -169,7 +173,7 @@ class SketchTrainingArguments(TrainingArguments):
     keep_freed_memory: bool = field(
         default=True,
         metadata={"help": "Training on a CPU (Linux): glibc keeps freed memory for the next step instead of giving it "
-                          "back to the OS and faulting it in again (sketch_train/malloc.py; +23%% convnext_tiny speed "
+                          "back to the OS and faulting it in again (sketch_train/machine.py; +23%% convnext_tiny speed "
                           "on 2 cores) for ~9%% more peak memory."},
     )
     dataloader_num_workers: int = field(
@@ -215,6 +219,11 @@ class SketchTrainingArguments(TrainingArguments):
             logger.warning("Ignoring --remove_unused_columns true: the transforms need the image column, which it "
                            "would drop; training goes on with it false.")
             self.remove_unused_columns = False
+        if self.hub_token:
+            raise ValueError("--hub_token is not accepted (a token on the command line ends up in logs and saved "
+                             "arguments): set HF_TOKEN or run `hf auth login` instead.")
+        if self.push_to_hub and not self.hub_model_id:  # before Trainer's default, output_dir's name, fills it in
+            raise ValueError("--push_to_hub needs --hub_model_id owner/name, the Hub repository to push to.")
         if self.per_device_train_batch_size < 1 or self.per_device_eval_batch_size < 1:
             raise ValueError("per_device_train_batch_size and per_device_eval_batch_size must be at least 1.")
         if self.nan_policy not in NAN_POLICIES:
@@ -236,6 +245,11 @@ class SketchTrainingArguments(TrainingArguments):
         super().__post_init__()  # sets up the devices, so world_size is known below
         if self.scale_lr_by_batch:
             self.learning_rate *= self.effective_batch_size / self.scale_lr_by_batch
+
+    @property
+    def precision_name(self) -> str:
+        """The precision this run trains in: fp16, bf16 or fp32 (what --precision auto chose, or the flags)."""
+        return precision_name(self)
 
     @property
     def effective_batch_size(self) -> int:

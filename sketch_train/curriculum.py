@@ -22,11 +22,16 @@ from collections.abc import Callable
 import torch
 from transformers import TrainerCallback
 
-from sketch_data.transforms import AUGMENT_POLICIES, SketchAugment, train_transform
+from sketch_data.transforms import (
+    AUGMENT_OPTIONS,
+    AUGMENT_POLICIES,
+    SketchAugment,
+    train_transform,
+)
 
 logger = logging.getLogger(__name__)
 
-STAGE_OPTIONS = ("hflip", "vflip", "rotate_degrees", "translate", "scale", "augment")
+STAGE_OPTIONS = (*AUGMENT_OPTIONS, "augment")  # "augment": the policy, as the flag names it
 
 
 def parse_stages(curriculum: list[str | dict]) -> list[dict]:

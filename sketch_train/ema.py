@@ -34,7 +34,7 @@ LIVE_FILE = "live.safetensors"
 
 
 class EmaCallback(TrainerCallback):
-    """Needs the Trainer (to evaluate the EMA): `ema = EmaCallback(decay)`, then `ema.trainer = trainer`."""
+    """Needs the Trainer, to evaluate the EMA: SketchTrainer calls `bind(trainer)` when it is built."""
 
     def __init__(self, decay: float):
         self.decay = decay
@@ -43,6 +43,12 @@ class EmaCallback(TrainerCallback):
         self.evaluations = 0
         self.training = False
         self._live: dict[str, torch.Tensor] | None = None  # the live weights while the EMA's sit in the model
+
+    def bind(self, trainer) -> None:
+        if trainer.is_fsdp_enabled or trainer.is_deepspeed_enabled:
+            raise RuntimeError("--ema_decay works on one device or with DDP (accelerate multi_gpu), not with "
+                               "FSDP/DeepSpeed, whose sharded weights it cannot average; leave it off there.")
+        self.trainer = trainer
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
         self.ema = ModelEmaV3(model, decay=self.decay, use_warmup=True)
@@ -63,7 +69,7 @@ class EmaCallback(TrainerCallback):
 
     def on_evaluate(self, args, state, control, metrics=None, model=None, **kwargs):
         if self.trainer is None:
-            raise RuntimeError("EmaCallback.trainer is not set; set it to the Trainer after creating it.")
+            raise RuntimeError("EmaCallback is not bound to a Trainer; use SketchTrainer or call bind(trainer).")
         if not self.training:  # trainer.evaluate() outside training: the model's weights are the result
             return
         self.evaluations += 1

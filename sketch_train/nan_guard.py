@@ -12,6 +12,8 @@ from collections.abc import Mapping
 import torch
 from transformers import TrainerCallback
 
+from .machine import precision_name
+
 logger = logging.getLogger(__name__)
 
 NAN_POLICIES = ("stop", "skip")
@@ -59,7 +61,7 @@ class NanGuard(TrainerCallback):
         if not scaler:  # a grad scaler sees the same non-finite gradients and skips the step by itself
             for parameter in model.parameters():
                 parameter.grad = None  # optimizers leave parameters without a gradient untouched
-        precision = "fp16" if args.fp16 else "bf16" if args.bf16 else "fp32"
+        precision = precision_name(args)
         if self.policy == "stop" or self._in_a_row >= MAX_SKIPPED_IN_A_ROW:
             self.stopped_at = step
             control.should_training_stop = True

@@ -9,6 +9,7 @@
   when the next run starts.
 - the FLOPs estimate counts the model's parameters once, not at every step (a walk over every module, which cost
   more than a linear head's whole step on cached features).
+- callbacks that call back into the Trainer (the EMA evaluates itself) get it through their `bind(trainer)`.
 - every DataLoader's `worker_init_fn` first makes the worker die with its parent (`sketch_data.processes`):
   PyTorch's workers notice a dead parent only when they next wait for work, and not at all while busy.
 """
@@ -24,13 +25,15 @@ from transformers import Trainer
 from sketch_data.atomic import atomic_write_text, fsync_folder, remove_stale_temporaries
 from sketch_data.processes import DiesWithParent
 
-
 STAGING = ".saving-model"  # inside output_dir, so that the renames stay on one file system
 
 
 class SketchTrainer(Trainer):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        for callback in self.callback_handler.callbacks:
+            if hasattr(callback, "bind"):
+                callback.bind(self)
         if self.args.should_save and os.path.isdir(self.args.output_dir):
             remove_stale_temporaries(self.args.output_dir)
             shutil.rmtree(os.path.join(self.args.output_dir, STAGING), ignore_errors=True)

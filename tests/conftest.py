@@ -22,8 +22,14 @@ def pytest_configure(config):
 
     Set before any test module imports datasets, which reads it once; subprocesses inherit it. A hook, not
     import-time code, because processes that unpickle test objects (spawned DataLoader workers) import this file.
+    Under pytest-xdist (`-n auto --dist loadfile` in pytest.ini: a file's tests run on one worker, in order, with its
+    fixtures built once) the workers share the cores: each one's torch, and the trainings
+    it starts, get their share of threads instead of all of them (set before torch is imported, which reads it).
     """
     os.environ["HF_DATASETS_CACHE"] = tempfile.mkdtemp(prefix="sketch-tests-datasets-")
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:
+        os.environ.setdefault("OMP_NUM_THREADS", str(max(1, len(os.sched_getaffinity(0)) // workers)))
 
 
 def pytest_sessionfinish(session, exitstatus):

@@ -10,10 +10,8 @@ import random
 import subprocess
 import time
 
-import pytest
-from safetensors.torch import load_file
-
 from conftest import PYTHON, REPO, run_script
+from safetensors.torch import load_file
 
 STEPS_PER_EPOCH = 5  # 80 training images (no validation split) in batches of 16
 EPOCHS = 3

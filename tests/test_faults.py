@@ -8,11 +8,11 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import PYTHON, REPO, run_script, tiny_run_flags
 from safetensors.torch import load_file
 
-from conftest import PYTHON, REPO, run_script, tiny_run_flags
 from sketch_train.checkpoints import incomplete_because
-from sketch_train.output_dir import OutputDirError, ensure_writable
+from sketch_train.disk_checks import OutputDirError, ensure_writable
 
 MAX_STEPS = 8  # 4 steps per epoch on quickdraw-mini: 2 epochs
 

@@ -8,18 +8,22 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import run_script
 from gradio.data_classes import ImageData
 from PIL import Image
 from scipy.special import softmax
 from transformers import pipeline
 
-from conftest import run_script
-from scripts.demo_app import build_app, load_classifier, predict as demo_predict
+from scripts.demo_app import build_app, load_classifier
+from scripts.demo_app import predict as demo_predict
 from sketch_data import load_sketch_dataset
 from sketch_data.transforms import BatchTransform, eval_transform
 from sketch_train.arguments import ModelArguments
 from sketch_train.model import build_model, saved_label_names
-from sketch_train.pipeline import SketchImageClassificationPipeline, register_sketch_pipeline
+from sketch_train.pipeline import (
+    SketchImageClassificationPipeline,
+    register_sketch_pipeline,
+)
 
 TOLERANCE = 1e-5
 TOP_K = 5

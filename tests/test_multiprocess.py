@@ -10,7 +10,6 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import REPO, run_script, tiny_run_flags
 
 CPU_2PROC = REPO / "training_args" / "accelerate" / "cpu_2proc.yaml"

@@ -8,11 +8,11 @@ import uuid
 from pathlib import Path
 
 import pytest
-from huggingface_hub import ModelCard
-
 from conftest import run_script, tiny_run_flags
 from fake_hub import FakeHub
-from push_to_hub import PushError, files_to_push
+from huggingface_hub import ModelCard
+
+from sketch_train.hub import PushError, files_to_push
 
 TOKEN = f"hf_test{uuid.uuid4().hex}"  # unique, so finding it anywhere means it leaked
 MODEL_FILES = {"README.md", "config.json", "model.safetensors"}

@@ -18,10 +18,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from PIL import Image
-
 from conftest import REPO, free_port, wait_until_serving
 from fake_hub import FakeHub
+from PIL import Image
 
 DOCUMENTS = [REPO / "README.md", *sorted((REPO / "docs").rglob("*.md"))]
 COMMAND_WORDS = ("python ", "python3 ", ".venv/bin/python ", "accelerate launch ", "torchrun ", "bash ", "scripts/")
@@ -62,7 +61,7 @@ PLANS = {
     "bash scripts/download_data.sh data": Skip("downloads the competition archive, which needs the network"),
     "accelerate launch run_classification.py training_args/convnext_base_448.yaml --data_dir data":
         Run(ON_MINI, submission="runs/convnext_base_448"),
-    "python run_classification.py training_args/quickdraw100.json --num_train_epochs 10":
+    "python run_classification.py training_args/quickdraw100.yaml --num_train_epochs 10":
         Run("--num_train_epochs 1 --max_steps 5", submission="runs/quickdraw100"),
     "python run_classification.py --model_name_or_path convnext_atto --train_dir data/train --train_csv data/train.csv "
     "--test_dir data/test --test_csv data/test.csv --output_dir runs/flags --do_train --do_eval --do_predict "
@@ -70,7 +69,7 @@ PLANS = {
         Run(f"--train_dir {MINI}/train --train_csv {MINI}/train.csv --test_dir {MINI}/test --test_csv {MINI}/test.csv "
             "--num_train_epochs 1", submission="runs/flags"),
     "python run_classification.py": Run("--num_train_epochs 1", submission="runs/demo"),
-    "python run_classification.py training_args/quickdraw100.json": Run("--num_train_epochs 1 --max_steps 5"),
+    "python run_classification.py training_args/quickdraw100.yaml": Run("--num_train_epochs 1 --max_steps 5"),
     "python scripts/score_submission.py runs/quickdraw100/submission.csv ../shared/data/quickdraw100/solution.csv":
         Run(),
     "python scripts/predict.py --model runs/demo data/digits/test --output runs/demo/predictions.csv --top_k 3": Run(),
@@ -123,6 +122,11 @@ PLANS = {
     "python scripts/demo_app.py --model runs/demo": Serve(),
     "python scripts/fuzz_inputs.py --examples 2000": Run("--examples 20"),
     # docs/finetuning.md
+    "python run_classification.py --output_dir runs/demo_scratch --model_name_or_path convnext_atto --image_mean 1 1 1 "
+    "--image_std 0.5 0.5 0.5 --num_train_epochs 8": Run("--num_train_epochs 1 --max_steps 3", submission="runs/demo_scratch"),
+    "python scripts/score_submission.py runs/demo_scratch/submission.csv data/digits/solution.csv": Run(),
+    "python run_classification.py --seed 43 --output_dir runs/demo_seed43":
+        Run("--num_train_epochs 1 --max_steps 3", submission="runs/demo_seed43"),
     "python run_classification.py training_args/quickdraw100_finetune.yaml":
         Run("--num_train_epochs 1 --max_steps 3 --image_size 32", submission="runs/quickdraw100_finetune"),
     "python scripts/score_submission.py runs/quickdraw100_finetune/submission.csv "
@@ -211,9 +215,15 @@ def sandbox(tmp_path_factory):
         yield user, env
 
 
-def _runnable(plans: dict, items: list[tuple[str, str]], key=lambda c: c) -> list:
-    return [pytest.param(code, plans[key(code)], id=key(code)[:90]) for _, code in items
-            if not isinstance(plans.get(key(code), Skip("")), Skip)]
+# The documents whose commands run here: README.md, and docs/inference.md, which uses what README's commands made
+# (runs/demo, runs/quickdraw100). The other pages' commands run in tests/test_docs_commands.py, in a sandbox of their
+# own, so that pytest-xdist can run the two files side by side.
+AFTER_README = ("README.md", "docs/inference.md")
+
+
+def _runnable(plans: dict, items: list[tuple[str, str]], key=lambda c: c, readme: bool = True) -> list:
+    return [pytest.param(code, plans[key(code)], id=key(code)[:90]) for document, code in items
+            if (document in AFTER_README) == readme and not isinstance(plans.get(key(code), Skip("")), Skip)]
 
 
 def _command_line(command: str, plan: Run | Serve) -> str:
@@ -234,6 +244,10 @@ def _check_submission(user: Path, run: str) -> None:
 
 @pytest.mark.parametrize(("command", "plan"), _runnable(PLANS, SHELL))
 def test_documented_shell_command_runs(command, plan, sandbox):
+    run_shell_command(command, plan, sandbox)
+
+
+def run_shell_command(command: str, plan: Run | Serve, sandbox) -> None:
     user, env = sandbox
     line = _command_line(command, plan)
     if isinstance(plan, Serve):
@@ -256,6 +270,10 @@ def test_documented_shell_command_runs(command, plan, sandbox):
 
 @pytest.mark.parametrize(("code", "plan"), _runnable(PYTHON_PLANS, PYTHON_BLOCKS, key=_python_key))
 def test_documented_python_block_runs(code, plan, sandbox):
+    run_python_block(code, plan, sandbox)
+
+
+def run_python_block(code: str, plan: Run, sandbox) -> None:
     user, env = sandbox
     # Read from stdin, as a paste into `python` in the checkout: the current folder is on sys.path.
     result = subprocess.run([sys.executable, "-"], input=code + "\n", cwd=user, env=env, capture_output=True, text=True,

@@ -5,12 +5,15 @@ import json
 import numpy as np
 import pandas as pd
 import torch
-from PIL import Image
-from transformers import AutoModelForImageClassification, pipeline
-
 from conftest import run_script, tiny_run_flags
+from PIL import Image
+from transformers import (
+    AutoModelForImageClassification,
+    TimmWrapperImageProcessor,
+    pipeline,
+)
+
 from sketch_data.transforms import eval_transform
-from transformers import TimmWrapperImageProcessor
 
 
 def test_saved_run_loads_in_pipeline_with_readable_labels(tiny_run, quickdraw_mini):

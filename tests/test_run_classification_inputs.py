@@ -7,9 +7,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pandas as pd
 import pytest
 import torch
-from PIL import Image
-
 from conftest import run_script, tiny_run_flags
+from PIL import Image
 
 OPTION_CASES = {
     "fp16 on a CPU-only machine": (

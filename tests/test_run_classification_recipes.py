@@ -5,13 +5,18 @@ import json
 import numpy as np
 import pandas as pd
 import torch
-from transformers import AutoModelForImageClassification, TimmWrapperImageProcessor, Trainer, pipeline
-
 from conftest import run_script, tiny_run_flags
-from sketch_train.inference import Collator, tta_logits
+from transformers import (
+    AutoModelForImageClassification,
+    TimmWrapperImageProcessor,
+    Trainer,
+    pipeline,
+)
+
 from sketch_data import load_sketch_dataset
 from sketch_data.transforms import eval_transform
 from sketch_train.arguments import SketchTrainingArguments
+from sketch_train.inference import Collator, tta_logits
 
 
 def test_every_competition_option_in_one_run(tmp_path, quickdraw_mini):

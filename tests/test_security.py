@@ -6,8 +6,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from conftest import run_script, tiny_run_flags
+
 from sketch_data import SketchDataError
 from sketch_data.csv_files import read_test_csv
 from sketch_train.arguments import ModelArguments

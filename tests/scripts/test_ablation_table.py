@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
 from conftest import run_script
+
 from run_classification import parse
-from scripts.ablation_table import ablation_rows, main as ablation_table, markdown_table
+from scripts.ablation_table import ablation_rows, markdown_table
+from scripts.ablation_table import main as ablation_table
 
 REPO = Path(__file__).resolve().parents[2]
 TARGETS = list(range(8))  # 8 test images, so every accuracy is a multiple of 1/8: exact in binary
@@ -198,7 +199,7 @@ def test_an_unknown_row_stops_before_any_run(tmp_path):
 
 
 def test_the_preset_parses_as_the_ablation_baseline():
-    model_args, data_args, training_args = parse(["training_args/ablation_quickdraw100.json"])
+    model_args, data_args, training_args = parse(["training_args/ablation_quickdraw100.yaml"])
     assert (model_args.model_name_or_path, data_args.data_dir, training_args.label_smoothing_factor,
             training_args.bf16, training_args.fp16) == ("convnext_atto", "../shared/data/quickdraw100", 0.0,
                                                           False, False)

@@ -3,10 +3,10 @@
 import json
 
 import pytest
-
 from conftest import run_script
-from scripts.benchmark_measure import window_rates
-from sketch_train.data_loading import auto_num_workers
+
+from sketch_train.benchmarking import window_rates
+from sketch_train.machine import auto_num_workers
 
 SETUPS = ["default", "uncached", "naive", "compute"]
 

@@ -6,9 +6,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from conftest import PYTHON, REPO, free_port, wait_until_serving
 from PIL import Image, ImageDraw
 
-from conftest import PYTHON, REPO, free_port, wait_until_serving
 from scripts.demo_app import main, predict
 
 CHROMIUM = Path("/usr/bin/chromium")

@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import run_script
 from scipy.special import softmax
 
-from conftest import run_script
 from scripts.ensemble import main as ensemble
-from scripts.score_submission import accuracy
+from sketch_train.result_files import submission_accuracy as accuracy
 
 IMAGES = ["0.JPEG", "1.JPEG", "2.JPEG"]
 

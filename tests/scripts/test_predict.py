@@ -5,9 +5,8 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
-from scipy.special import softmax
-
 from conftest import run_script
+from scipy.special import softmax
 
 
 def predict(tiny_run, *inputs: str, output, extra: tuple[str, ...] = ()):

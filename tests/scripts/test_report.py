@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import run_script
 from PIL import Image
 
-from conftest import run_script
 from scripts.report import main as report
 
 REPORT_FILES = ["per_class.csv", "confused_pairs.csv", "confusion_top.png", "errors.png", "curves.png", "report.html"]

@@ -33,7 +33,7 @@ def test_folds_train_into_sibling_folders_and_are_ensembled(tmp_path):
     base = tmp_path / "runs" / "x"
     subprocess.run([sys.executable, str(fake), "--fold", "0", "--output_dir", f"{base}_fold0"], check=True)
     result = subprocess.run(
-        ["scripts/train_kfold.sh", "training_args/demo.json", "3", "--output_dir", str(base), "--num_train_epochs", "1"],
+        ["scripts/train_kfold.sh", "training_args/demo.yaml", "3", "--output_dir", str(base), "--num_train_epochs", "1"],
         cwd=REPO, capture_output=True, text=True, timeout=300,
         env={**os.environ, "PYTHON": sys.executable, "LAUNCHER": f"{sys.executable} {fake}", "HF_HUB_OFFLINE": "1"},
     )
@@ -41,7 +41,7 @@ def test_folds_train_into_sibling_folders_and_are_ensembled(tmp_path):
     assert f"Fold 0: {base}_fold0 is complete, skipping it." in result.stdout
     for fold in (1, 2):
         args = json.loads((Path(f"{base}_fold{fold}") / "args.json").read_text())
-        assert args == [str(REPO / "run_classification.py"), "training_args/demo.json", "--output_dir", str(base),
+        assert args == [str(REPO / "run_classification.py"), "training_args/demo.yaml", "--output_dir", str(base),
                         "--num_train_epochs", "1", "--num_folds", "3", "--fold", str(fold),
                         "--output_dir", f"{base}_fold{fold}"]
     ensemble = Path(f"{base}_ensemble")
@@ -51,7 +51,7 @@ def test_folds_train_into_sibling_folders_and_are_ensembled(tmp_path):
 
 
 def test_bad_flags_stop_before_any_fold(tmp_path):
-    result = subprocess.run(["scripts/train_kfold.sh", "training_args/demo.json", "2", "--validation_split", "2"],
+    result = subprocess.run(["scripts/train_kfold.sh", "training_args/demo.yaml", "2", "--validation_split", "2"],
                             cwd=REPO, capture_output=True, text=True, timeout=300,
                             env={**os.environ, "PYTHON": sys.executable, "LAUNCHER": "false"})
     assert result.returncode != 0

@@ -14,14 +14,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import REPO
-from sketch_data.atomic import TEMP_SUFFIX, atomic_save_npy, atomic_write, atomic_write_text, remove_stale_temporaries
+from sketch_data.atomic import (
+    TEMP_SUFFIX,
+    atomic_save_npy,
+    atomic_write,
+    atomic_write_text,
+    remove_stale_temporaries,
+)
 from sketch_train.model_card import write_model_card
-from sketch_train.outputs import write_eval_predictions, write_submission
+from sketch_train.report_plots import save as save_figure
+from sketch_train.result_files import write_eval_predictions, write_submission
 from sketch_train.trainer import SketchTrainer
-
-sys.path.insert(0, str(REPO))
-from scripts.report_plots import save as save_figure  # noqa: E402
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:

@@ -10,7 +10,13 @@ from PIL import Image, ImageChops, ImageDraw
 from torchvision.transforms.v2 import functional as F
 from transformers import TimmWrapperImageProcessor
 
-from sketch_data.autoaugment import SUB_POLICIES, SketchAutoAugment, rotate, shear_x, translate
+from sketch_data.autoaugment import (
+    SUB_POLICIES,
+    SketchAutoAugment,
+    rotate,
+    shear_x,
+    translate,
+)
 from sketch_data.transforms import SketchAugment, train_transform
 
 

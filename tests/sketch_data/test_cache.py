@@ -11,7 +11,12 @@ from PIL import Image
 from torchvision.transforms import v2
 
 from sketch_data import load_sketch_dataset
-from sketch_data.cache import eval_resize, preresize_folder, preresize_splits, preresized
+from sketch_data.cache import (
+    eval_resize,
+    preresize_folder,
+    preresize_splits,
+    preresized,
+)
 from sketch_data.transforms import eval_transform
 from sketch_train.arguments import ModelArguments
 from sketch_train.model import build_model

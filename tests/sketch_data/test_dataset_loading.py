@@ -28,7 +28,7 @@ def test_labels_equal_targets_and_features_match_imagefolder(quickdraw_mini):
 
 
 def test_every_training_image_gets_the_label_id_and_class_name_imagefolder_gives_it(quickdraw_mini):
-    """The design's imagefolder dataset and load_sketch_dataset agree image by image (README, "Data format")."""
+    """The design's imagefolder dataset and load_sketch_dataset agree image by image (docs/data.md)."""
     folder = load_dataset("imagefolder", data_dir=str(quickdraw_mini / "train"), split="train")
     folder_names = folder.features["label"].names
     by_file = {Path(row["image"]["path"]).resolve(): row["label"]

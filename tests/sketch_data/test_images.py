@@ -6,7 +6,8 @@ import zlib
 
 import numpy as np
 import pytest
-from datasets import Dataset, Features, Image as ImageFeature
+from datasets import Dataset, Features
+from datasets import Image as ImageFeature
 from PIL import Image, ImageDraw, ImageOps
 
 from sketch_data.images import MAX_SIDE, inspect_image, scan_images, to_rgb

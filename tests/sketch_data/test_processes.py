@@ -9,8 +9,8 @@ import time
 from pathlib import Path
 
 import datasets
-
 from conftest import PYTHON, REPO, tiny_run_flags
+
 from sketch_data.cache import LOCK_FILE, building_in
 
 

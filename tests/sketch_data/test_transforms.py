@@ -6,7 +6,13 @@ import torch
 from PIL import Image
 from transformers import TimmWrapperImageProcessor
 
-from sketch_data.transforms import BatchTransform, Flipped, SketchAugment, eval_transform, train_transform
+from sketch_data.transforms import (
+    BatchTransform,
+    Flipped,
+    SketchAugment,
+    eval_transform,
+    train_transform,
+)
 
 
 def processor(size: int = 32) -> TimmWrapperImageProcessor:

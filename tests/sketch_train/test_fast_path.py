@@ -7,12 +7,16 @@ applies the run's precision (accelerate's autocast) and the Collator's layout, a
 import numpy as np
 import pytest
 import torch
-from transformers import AutoModelForImageClassification, Trainer, TimmWrapperImageProcessor
+from transformers import (
+    AutoModelForImageClassification,
+    TimmWrapperImageProcessor,
+    Trainer,
+)
 
-from sketch_train.inference import Collator
 from sketch_data import load_sketch_dataset
 from sketch_data.transforms import BatchTransform, eval_transform
 from sketch_train.arguments import SketchTrainingArguments
+from sketch_train.inference import Collator
 
 BF16_TOLERANCE = 0.02  # bf16 keeps 8 bits of mantissa (~0.4% per op); a few percent after a whole network
 

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from timm.loss import SoftTargetCrossEntropy
 
 from sketch_train.inference import Collator
-from sketch_train.mixup import MixupCollator, SoftTargetLoss, build_mixup, Mixable
+from sketch_train.mixup import Mixable, MixupCollator, SoftTargetLoss, build_mixup
 
 CLASSES = 5
 

@@ -6,9 +6,15 @@ from types import SimpleNamespace
 
 import pytest
 from huggingface_hub import ModelCard
-from transformers import TrainingArguments
 
-from sketch_train.model_card import SUMMARY_FILE, build_model_card, hub_base_model, run_summary, write_model_card
+from sketch_train.arguments import SketchTrainingArguments
+from sketch_train.model_card import (
+    SUMMARY_FILE,
+    build_model_card,
+    hub_base_model,
+    run_summary,
+    write_model_card,
+)
 
 LABELS = ["airplane", "apple", "bicycle", "cat", "chair", "clock", "dog", "house", "tree", "umbrella"]
 SUMMARY = {
@@ -99,11 +105,12 @@ def test_hub_base_model_is_a_hub_id_or_what_a_continued_run_started_from(tmp_pat
     assert hub_base_model(str(tmp_path)) == "timm/convnext_atto.d2_in1k"
 
 
-def test_run_summary_keeps_the_hyperparameters_and_never_the_token(tmp_path):
-    args = TrainingArguments(output_dir=str(tmp_path), learning_rate=3e-4, per_device_train_batch_size=16,
-                             gradient_accumulation_steps=4, num_train_epochs=5, seed=7, hub_token="hf_secret_value",
+def test_run_summary_keeps_the_hyperparameters_and_never_the_token(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_TOKEN", "hf_secret_value")  # the only way a token reaches a run (--hub_token is refused)
+    args = SketchTrainingArguments(output_dir=str(tmp_path), learning_rate=3e-4, per_device_train_batch_size=16,
+                             gradient_accumulation_steps=4, num_train_epochs=5, seed=7,
                              eval_strategy="epoch", save_strategy="epoch", load_best_model_at_end=True,
-                             metric_for_best_model="accuracy", report_to="none", use_cpu=True)
+                             metric_for_best_model="accuracy", precision="fp32", use_cpu=True)
     summary = run_summary(SimpleNamespace(model_name_or_path="timm/convnext_atto.d2_in1k", head="linear"),
                           SimpleNamespace(train_dir="/data/quickdraw100/train", augment="sketch", vflip=0.5, fold=0,
                                           tta=[]), args)
@@ -130,7 +137,7 @@ def test_a_training_run_writes_its_card(tiny_run):
 
 
 def test_dataset_name_names_the_cards_dataset(tmp_path, run_dir):
-    args = TrainingArguments(output_dir=str(tmp_path), report_to="none", use_cpu=True)
+    args = SketchTrainingArguments(output_dir=str(tmp_path), report_to="none", use_cpu=True)
     summary = run_summary(SimpleNamespace(model_name_or_path="convnext_atto", head="linear"),
                           SimpleNamespace(train_dir="/data/sketches/train", dataset_name="your-name/imagenet-sketch"),
                           args)
@@ -168,7 +175,7 @@ def test_the_cards_usage_example_runs_as_pasted_and_handles_transparent_sketches
     ("convnext_atto", "trained from random initialisation"),
 ])
 def test_the_card_says_where_weights_without_a_hub_id_came_from(source, origin, tmp_path, run_dir):
-    args = TrainingArguments(output_dir=str(tmp_path), report_to="none", use_cpu=True)
+    args = SketchTrainingArguments(output_dir=str(tmp_path), report_to="none", use_cpu=True)
     summary = run_summary(SimpleNamespace(model_name_or_path=source, head="linear"),
                           SimpleNamespace(train_dir="/data/sketches/train"), args)
     write_model_card(run_dir, summary)

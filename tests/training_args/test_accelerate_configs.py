@@ -11,8 +11,10 @@ from accelerate.commands.config.config_args import load_config_from_file
 from accelerate.commands.launch import _validate_launch_command, launch_command_parser
 from accelerate.utils import FullyShardedDataParallelPlugin
 from accelerate.utils.fsdp_utils import fsdp2_prepare_auto_wrap_policy
-from accelerate.utils.launch import prepare_multi_gpu_env, prepare_simple_launcher_cmd_env
-
+from accelerate.utils.launch import (
+    prepare_multi_gpu_env,
+    prepare_simple_launcher_cmd_env,
+)
 from conftest import REPO
 
 CONFIGS = REPO / "training_args" / "accelerate"

@@ -7,7 +7,7 @@ from pathlib import Path
 import yaml
 from transformers import HfArgumentParser
 
-DEFAULT_PRESET = Path(__file__).resolve().parent.parent / "training_args" / "demo.json"
+DEFAULT_PRESET = Path(__file__).resolve().parent.parent / "training_args" / "demo.yaml"
 DATA_FLAGS = ("--data_dir", "--train_dir", "--train_csv", "--test_dir", "--test_csv")
 
 

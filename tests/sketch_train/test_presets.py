@@ -9,7 +9,7 @@ def test_no_arguments_runs_the_demo_preset():
 
 
 def test_flags_override_the_preset(tmp_path):
-    _, data_args, training_args = parse(["training_args/demo.json", "--num_train_epochs", "1", "--tta", "hflip", "vflip"])
+    _, data_args, training_args = parse(["training_args/demo.yaml", "--num_train_epochs", "1", "--tta", "hflip", "vflip"])
     assert training_args.num_train_epochs == 1
     assert data_args.tta == ["hflip", "vflip"]
 

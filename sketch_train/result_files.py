@@ -64,3 +64,11 @@ def write_top_k(image_paths: list[str], logits: np.ndarray, label_names: list[st
 def write_csv(frame: pd.DataFrame, path: str | Path) -> None:
     with atomic_write(path, "w", newline="", encoding="utf-8") as file:
         frame.to_csv(file, index=False)
+
+
+def submission_accuracy(submission_csv: str, solution_csv: str) -> float:
+    """Fraction of test images whose target matches the key; the rows must name the same images in the same order."""
+    submission, solution = pd.read_csv(submission_csv), pd.read_csv(solution_csv)
+    if list(submission["image_path"]) != list(solution["image_path"]):
+        raise ValueError(f"{submission_csv} and {solution_csv} do not list the same image_path values in the same order.")
+    return float((submission["target"].to_numpy() == solution["target"].to_numpy()).mean())

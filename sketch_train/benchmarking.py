@@ -1,10 +1,11 @@
-"""The measurements behind scripts/benchmark.py. Each public function runs in a fresh process of its own, so
+"""The measurements behind scripts/benchmark.py and scripts/finetune_benchmark.py. Each public function runs in a fresh process of its own, so
 that its warm-up, thread pools and peak memory belong to that one setup.
 
 Throughput is timed in windows of consecutive steps after warm-up steps; a result is the median over windows.
 """
 
 import multiprocessing
+import platform
 import resource
 import statistics
 import tempfile
@@ -15,7 +16,7 @@ import torch
 from transformers import TrainerCallback
 
 from sketch_data.cache import preresize_folder
-from sketch_train.malloc import keep_freed_memory
+from sketch_train.machine import keep_freed_memory
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -190,7 +191,7 @@ def trainer_run(flags: list[str], device: str, warmup: int, window: int, repeats
         cache = preresize_folder(data_args.preresize_cache, data_args.augment, timer.processor)
         result = {
             **summary(window_rates(timer.train_marks, warmup, window, repeats, batch)),
-            "precision": "fp16" if training_args.fp16 else "bf16" if training_args.bf16 else "fp32",
+            "precision": training_args.precision_name,
             "channels_last": training_args.channels_last, "workers": training_args.dataloader_num_workers,
             "optimizer": timer.optimizer, "preresized": cache is not None,
             "keep_freed_memory": training_args.keep_freed_memory and training_args.use_cpu,
@@ -242,3 +243,11 @@ def pipeline_rates(model_dir: str, images: list[str], batch: int, count: int, pr
                 timings.append(count / (time.perf_counter() - start))
         rates[name] = summary(timings[1:])
     return rates
+
+
+def cpu_name() -> str:
+    """The CPU model, as `lscpu` names it, for every figure a benchmark reports."""
+    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").is_file() else []:
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor()

@@ -6,7 +6,12 @@ from collections import namedtuple
 
 import pytest
 
-from sketch_train.output_dir import LOW_SPACE_BYTES, OutputDirError, disk_full_message, ensure_writable
+from sketch_train.disk_checks import (
+    LOW_SPACE_BYTES,
+    OutputDirError,
+    disk_full_message,
+    ensure_writable,
+)
 
 Usage = namedtuple("Usage", "total used free")
 
