@@ -17,11 +17,7 @@ from sketch_data import SketchDataError, load_sketch_dataset
 from sketch_data.cache import preresize_folder, preresize_splits
 from sketch_data.demo import build_digits_demo
 from sketch_data.transforms import BatchTransform, eval_transform
-from sketch_train.arguments import (
-    DataArguments,
-    ModelArguments,
-    SketchTrainingArguments,
-)
+from sketch_train.arguments import DataArguments, ModelArguments, SketchTrainingArguments
 from sketch_train.checkpoints import last_complete_checkpoint
 from sketch_train.curriculum import staged_train_transform
 from sketch_train.disk_checks import OutputDirError, disk_full_message, ensure_writable

@@ -16,7 +16,7 @@
 #   full_layer_decay  every layer, --layer_decay 0.8: each block towards the stem at 0.8x the next one's rate
 #   frozen_linear   frozen backbone, linear head, 30 epochs at lr 5e-3 on the feature cache (4 augmented views)
 #   unfreeze_last6  only the last 6 blocks (of 17) and the head train (the preset: 9)
-#   res128 res160 res224   input size (the preset: 160)
+#   res128 res224   input size (the preset, the baseline row: 160)
 #   warmup_none warmup_long  --warmup_steps 0 / 0.3 of the steps (the preset: 0.1)
 #   ema             --ema_decay 0.998 (no evaluation, so the final model is the EMA)
 #   mixup_cutmix    timm Mixup: half the batches mixed, mixup 0.2 or CutMix 1.0
@@ -34,7 +34,7 @@ python=${PYTHON:-python}
 seeds=${SEEDS:-0 1}
 jobs=${JOBS:-2}
 preset=training_args/quickdraw100_finetune.yaml
-all_rows="baseline full_lr1e-3 full_lr2e-3 full_lr4e-3 full_layer_decay frozen_linear unfreeze_last6 res128 res160 res224 warmup_none warmup_long ema mixup_cutmix tta_hflip"
+all_rows="baseline full_lr1e-3 full_lr2e-3 full_lr4e-3 full_layer_decay frozen_linear unfreeze_last6 res128 res224 warmup_none warmup_long ema mixup_cutmix tta_hflip"
 rows=${ROWS:-$all_rows}
 
 common=(--data_dir "$data" --preresize_cache "$out/preresize_cache" --disable_tqdm true)
@@ -49,7 +49,6 @@ row_flags() {
     frozen_linear) echo --freeze_backbone true --unfreeze_last_n_blocks 0 --learning_rate 5e-3 --feature_cache_views 4 --num_train_epochs 30 ;;
     unfreeze_last6) echo --unfreeze_last_n_blocks 6 ;;
     res128) echo --image_size 128 ;;
-    res160) echo --image_size 160 ;;
     res224) echo --image_size 224 ;;
     warmup_none) echo --warmup_steps 0 ;;
     warmup_long) echo --warmup_steps 0.3 ;;

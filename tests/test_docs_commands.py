@@ -1,15 +1,12 @@
 """Every command shown in docs/ (but docs/inference.md) runs as written: tests/test_readme_commands.py's plans and
-sandbox, in a sandbox of this file's own, so that pytest-xdist runs it beside README.md's commands."""
+sandbox, in a sandbox of this file's own, so that pytest-xdist runs it beside README.md's commands. (Python blocks of
+every document run there.)"""
 
 import pytest
 from test_readme_commands import (
     PLANS,
-    PYTHON_BLOCKS,
-    PYTHON_PLANS,
     SHELL,
-    _python_key,
     _runnable,
-    run_python_block,
     run_shell_command,
     sandbox,  # noqa: F401  (a module-scoped fixture: this file gets its own)
 )
@@ -19,7 +16,3 @@ from test_readme_commands import (
 def test_documented_shell_command_runs(command, plan, sandbox):  # noqa: F811
     run_shell_command(command, plan, sandbox)
 
-
-@pytest.mark.parametrize(("code", "plan"), _runnable(PYTHON_PLANS, PYTHON_BLOCKS, key=_python_key, readme=False))
-def test_documented_python_block_runs(code, plan, sandbox):  # noqa: F811
-    run_python_block(code, plan, sandbox)

@@ -131,6 +131,8 @@ PLANS = {
         Run("--num_train_epochs 1 --max_steps 3 --image_size 32", submission="runs/quickdraw100_finetune"),
     "python scripts/score_submission.py runs/quickdraw100_finetune/submission.csv "
     "../shared/data/quickdraw100/solution.csv": Run(),
+    "EPOCHS=3 OUT=runs/finetune_study_3ep scripts/finetune_study.sh":
+        Run("--max_steps 2 --image_size 32", env={"DATA": MINI, "ROWS": "baseline", "SEEDS": "0"}),
     'ROWS=frozen_linear SEEDS="0 1" JOBS=1 scripts/finetune_study.sh':
         Run("--num_train_epochs 1 --max_steps 2 --image_size 32", env={"DATA": MINI, "OUT": "runs/finetune_study"}),
     "python scripts/finetune_benchmark.py --out runs/finetune_benchmark.json":
@@ -221,9 +223,11 @@ def sandbox(tmp_path_factory):
 AFTER_README = ("README.md", "docs/inference.md")
 
 
-def _runnable(plans: dict, items: list[tuple[str, str]], key=lambda c: c, readme: bool = True) -> list:
+def _runnable(plans: dict, items: list[tuple[str, str]], key=lambda c: c, readme: bool | None = True) -> list:
+    """The planned, not skipped, items of README.md and docs/inference.md (readme=True), the other documents
+    (False) or all (None)."""
     return [pytest.param(code, plans[key(code)], id=key(code)[:90]) for document, code in items
-            if (document in AFTER_README) == readme and not isinstance(plans.get(key(code), Skip("")), Skip)]
+            if readme in (None, document in AFTER_README) and not isinstance(plans.get(key(code), Skip("")), Skip)]
 
 
 def _command_line(command: str, plan: Run | Serve) -> str:
@@ -268,7 +272,8 @@ def run_shell_command(command: str, plan: Run | Serve, sandbox) -> None:
         _check_submission(user, plan.submission)
 
 
-@pytest.mark.parametrize(("code", "plan"), _runnable(PYTHON_PLANS, PYTHON_BLOCKS, key=_python_key))
+# Python blocks (all documents': there are few, and they load what README's commands made) run here
+@pytest.mark.parametrize(("code", "plan"), _runnable(PYTHON_PLANS, PYTHON_BLOCKS, key=_python_key, readme=None))
 def test_documented_python_block_runs(code, plan, sandbox):
     run_python_block(code, plan, sandbox)
 
