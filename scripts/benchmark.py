@@ -22,12 +22,10 @@ in turn, and the median round counts (the machine's speed drifts over minutes). 
 
 import argparse
 import json
-import multiprocessing
 import os
 import statistics
 import sys
 import tempfile
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import pandas as pd
@@ -75,14 +73,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def run_measurement(args, function, **kwargs) -> dict:
-    """Run one measurement in a new process, so that warm-up and peak memory are its own (--quick: in this one)."""
-    if args.quick:
-        return function(**kwargs)
-    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        return pool.submit(function, **kwargs).result()
-
-
 def run_flags(args, architecture: str, size: int, cache_dir: str) -> dict[str, list[str]]:
     """run_classification.py flags of each Trainer setup: only what a benchmark must fix, defaults otherwise."""
     steps = args.warmup + args.window * args.repeats
@@ -108,14 +98,14 @@ def measure_model(args, spec: str, device: str, precision: str, num_classes: int
         for setup in args.setups:
             print(f"[benchmark] {spec}: {setup}, round {round_number} of {args.rounds}", flush=True)
             if setup == "compute":
-                result = run_measurement(
-                    args, measure.compute_loop, architecture=architecture, image_size=int(size), batch=args.batch,
+                result = measure.run_setup(
+                    measure.compute_loop, args.quick, architecture=architecture, image_size=int(size), batch=args.batch,
                     num_classes=num_classes, precision=precision, channels_last=True, keep_freed=device == "cpu",
                     **timing)
             else:
                 first = round_number == 1  # inference and the loader alone are timed once
-                result = run_measurement(
-                    args, measure.trainer_run, flags=flags[setup] if first else _train_only(flags[setup]),
+                result = measure.run_setup(
+                    measure.trainer_run, args.quick, flags=flags[setup] if first else _train_only(flags[setup]),
                     batch=args.batch, pipeline_images=args.pipeline_images if setup == "default" and first else 0,
                     time_loader=first, **timing)
             rounds[setup].append(result)
@@ -209,8 +199,8 @@ def main(argv: list[str] | None = None) -> int:
     num_classes = pd.read_csv(Path(args.data_dir) / "train.csv")["class_name"].nunique()
     load_before = [round(x, 2) for x in os.getloadavg()]
     print(f"[benchmark] matmul peak {args.matmul_size}^2", flush=True)
-    peaks = run_measurement(args, measure.matmul_peak, device=device, precisions=sorted({"fp32", precision}),
-                             size=args.matmul_size)
+    peaks = measure.run_setup(measure.matmul_peak, args.quick, device=device, precisions=sorted({"fp32", precision}),
+                              size=args.matmul_size)
     rows = []
     with tempfile.TemporaryDirectory() as cache_dir:
         for spec in models:

@@ -26,8 +26,8 @@ import pandas as pd
 from scipy.special import softmax
 
 from sketch_data.atomic import atomic_write_text
-from sketch_train.model import label_names_of
 from sketch_train.result_files import submission_accuracy, write_submission
+from sketch_train.sources import label_names_of
 
 METHODS = ("softmax", "vote")
 TIE_BREAK = 1e-3  # added to the log vote share of the class a tie goes to: survives float32, below any real gap

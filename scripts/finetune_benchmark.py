@@ -2,6 +2,7 @@
 """Fine-tuning speed of the shared pretrained checkpoint: full, frozen backbone, and frozen with the feature cache.
 
     python scripts/finetune_benchmark.py --out runs/finetune_benchmark.json   # --image_size 160 (default)
+    python scripts/finetune_benchmark.py --quick    # smoke test: quickdraw-mini at 32 px, one window, one process
 
 Each setup runs run_classification.main in a fresh process (sketch_train/benchmarking.trainer_run: Trainer, data
 loading and augmentation included; training images/s = median over windows of steps after warm-up):
@@ -15,12 +16,11 @@ The per-epoch speed-up of the cache is cached images/s / frozen images/s, at the
 """
 
 import argparse
+import functools
 import json
-import multiprocessing
 import sys
 import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from sketch_train import benchmarking as measure
@@ -35,7 +35,7 @@ FROZEN = ["--freeze_backbone", "true"]
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model_name_or_path", default=str(CHECKPOINT))
-    parser.add_argument("--data_dir", default=str(REPO.parent / "shared" / "data" / "quickdraw100"))
+    parser.add_argument("--data_dir", help="default ../shared/data/quickdraw100 (quickdraw-mini with --quick)")
     parser.add_argument("--image_size", type=int, default=160)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--head_batch", type=int, default=256, help="batch of the cached_head_batch setup")
@@ -44,7 +44,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--window", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", type=Path, default=None)
-    return parser.parse_args(argv)
+    parser.add_argument("--quick", action="store_true", help="tiny settings, all in this process, for a smoke test; "
+                                                               "its numbers mean nothing")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.image_size, args.window, args.repeats = 32, 1, 1
+    data = "quickdraw-mini" if args.quick else "quickdraw100"
+    args.data_dir = args.data_dir or str(REPO.parent / "shared" / "data" / data)
+    return args
 
 
 def timed_cached_run(flags: list[str], **kwargs) -> dict:
@@ -61,13 +68,11 @@ def timed_cached_run(flags: list[str], **kwargs) -> dict:
         return table
 
     features.build_feature_table = timed
-    result = measure.trainer_run(flags, **kwargs)
+    try:
+        result = measure.trainer_run(flags, **kwargs)
+    finally:
+        features.build_feature_table = build  # --quick runs the next setups in this process
     return {**result, "cache_build_s": round(seconds[0], 1) if seconds else None}
-
-
-def in_fresh_process(function, **kwargs) -> dict:
-    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        return pool.submit(function, **kwargs).result()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -78,21 +83,21 @@ def main(argv: list[str] | None = None) -> int:
                   "--per_device_train_batch_size", str(args.batch), "--save_strategy", "no",
                   "--logging_strategy", "no", "--report_to", "none", "--disable_tqdm", "true",
                   "--log_level", "error", "--seed", "0", "--preresize_cache", cache, "--precision", args.precision]
+        run = functools.partial(measure.run_setup, in_this_process=args.quick)
         steps = ["--max_steps", str(args.warmup + args.window * args.repeats)]
         timing = {"device": "cpu", "warmup": args.warmup, "window": args.window, "repeats": args.repeats,
                   "batch": args.batch, "time_loader": False}
         results = {
-            "full": in_fresh_process(measure.trainer_run, flags=common + steps, **timing),
-            "frozen": in_fresh_process(measure.trainer_run, flags=common + steps + FROZEN + ["--feature_cache", "off"],
-                                       **timing),
+            "full": run(measure.trainer_run, flags=common + steps, **timing),
+            "frozen": run(measure.trainer_run, flags=common + steps + FROZEN + ["--feature_cache", "off"], **timing),
             # whole epochs (63 steps each on quickdraw100): the head's steps are too short to time a few of
-            "cached": in_fresh_process(timed_cached_run, flags=common + FROZEN + ["--num_train_epochs", "3"],
-                                       **{**timing, "window": 20}),
+            "cached": run(timed_cached_run, flags=common + FROZEN + ["--num_train_epochs", "3"],
+                          **{**timing, "window": 20}),
         }
         # 8 steps per epoch at 256: whole epochs again, and the windows span epochs
         head_batch = common + FROZEN + ["--num_train_epochs", "12", "--per_device_train_batch_size", str(args.head_batch)]
-        results["cached_head_batch"] = in_fresh_process(measure.trainer_run, flags=head_batch,
-                                                        **{**timing, "window": 20, "batch": args.head_batch})
+        results["cached_head_batch"] = run(measure.trainer_run, flags=head_batch,
+                                           **{**timing, "window": 20, "batch": args.head_batch})
     rates = {name: result["images_per_s"] for name, result in results.items()}
     report = {"cpu": cpu_name(), "image_size": args.image_size, "images_per_s": rates,
               "cache_build_s": results["cached"]["cache_build_s"],

@@ -25,9 +25,9 @@ from sklearn.metrics import (
 )
 
 from sketch_data.atomic import atomic_write_text
-from sketch_train.model import label_names_of
 from sketch_train.report_plots import plot_confusion_top, plot_curves, plot_errors
 from sketch_train.result_files import write_csv
+from sketch_train.sources import label_names_of
 
 
 class ReportError(Exception):

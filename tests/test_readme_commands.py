@@ -2,7 +2,7 @@
 
 The commands are read out of the documents, so the two cannot drift apart: a new command without a plan here fails
 `test_every_documented_command_has_a_plan`. A plan may only append override flags that shrink a command (epochs,
-steps, the tiny model, the data folder, the output folder), or set the variables that shrink a script driven by
+steps, image size, the tiny model, the data folder, the output folder, a script's --quick), or set the variables that shrink a script driven by
 them; it never edits the command. Commands run in document order, so later ones use what earlier ones made
 (runs/demo, the pushed model), as they would for a user who follows the README. Skipped commands say why.
 """
@@ -56,20 +56,21 @@ MULTI_GPU = Skip("needs several GPUs; the 2-process CPU row runs the same script
 PLANS = {
     # README: quick start, walk-through
     "python3 -m venv .venv && .venv/bin/pip install -r requirements.txt && .venv/bin/python run_classification.py":
-        Run("--num_train_epochs 1", last_step_only=True, submission="runs/demo"),
+        Run("--num_train_epochs 1 --max_steps 4", last_step_only=True, submission="runs/demo"),
     "bash scripts/setup_and_test.sh": Skip("it is .ci/run itself, which is running this test"),
     "bash scripts/download_data.sh data": Skip("downloads the competition archive, which needs the network"),
     "accelerate launch run_classification.py training_args/convnext_base_448.yaml --data_dir data":
         Run(ON_MINI, submission="runs/convnext_base_448"),
     "python run_classification.py training_args/quickdraw100.yaml --num_train_epochs 10":
-        Run("--num_train_epochs 1 --max_steps 5", submission="runs/quickdraw100"),
+        Run("--num_train_epochs 1 --max_steps 5 --image_size 32", submission="runs/quickdraw100"),
     "python run_classification.py --model_name_or_path convnext_atto --train_dir data/train --train_csv data/train.csv "
     "--test_dir data/test --test_csv data/test.csv --output_dir runs/flags --do_train --do_eval --do_predict "
     "--num_train_epochs 2 --per_device_train_batch_size 8 --image_size 64":
         Run(f"--train_dir {MINI}/train --train_csv {MINI}/train.csv --test_dir {MINI}/test --test_csv {MINI}/test.csv "
             "--num_train_epochs 1", submission="runs/flags"),
-    "python run_classification.py": Run("--num_train_epochs 1", submission="runs/demo"),
-    "python run_classification.py training_args/quickdraw100.yaml": Run("--num_train_epochs 1 --max_steps 5"),
+    "python run_classification.py": Run("--num_train_epochs 1 --max_steps 4", submission="runs/demo"),
+    "python run_classification.py training_args/quickdraw100.yaml":
+        Run("--num_train_epochs 1 --max_steps 5 --image_size 32"),
     "python scripts/score_submission.py runs/quickdraw100/submission.csv ../shared/data/quickdraw100/solution.csv":
         Run(),
     "python scripts/predict.py --model runs/demo data/digits/test --output runs/demo/predictions.csv --top_k 3": Run(),
@@ -136,7 +137,7 @@ PLANS = {
     'ROWS=frozen_linear SEEDS="0 1" JOBS=1 scripts/finetune_study.sh':
         Run("--num_train_epochs 1 --max_steps 2 --image_size 32", env={"DATA": MINI, "OUT": "runs/finetune_study"}),
     "python scripts/finetune_benchmark.py --out runs/finetune_benchmark.json":
-        Run(f"--data_dir {MINI} --image_size 32 --window 1 --repeats 1"),
+        Run("--quick"),
 }
 PYTHON_PLANS = {  # the first line of each Python block
     'from transformers import pipeline\nclassifier = pipeline("image-classification", model="runs/demo")': Run(),

@@ -1,11 +1,13 @@
 """End to end: train -> save -> pipeline(), the submission, resume, and fine-tuning a saved checkpoint."""
 
 import json
+import shutil
 
+import datasets
 import numpy as np
 import pandas as pd
 import torch
-from conftest import run_script, tiny_run_flags
+from conftest import run_in_this_process, run_script, tiny_run_flags
 from PIL import Image
 from transformers import (
     AutoModelForImageClassification,
@@ -49,12 +51,12 @@ def test_eval_predictions_cover_the_validation_split_once(tiny_run):
     assert 0 <= results["eval_accuracy"] <= results["eval_top5_accuracy"] <= 1
 
 
-def test_rerun_resumes_from_the_last_checkpoint(tmp_path, quickdraw_mini):
-    first = run_script("run_classification.py", *tiny_run_flags(quickdraw_mini, tmp_path, "--num_train_epochs", "1"))
-    assert first.returncode == 0, first.stderr[-2000:]
-    second = run_script("run_classification.py", *tiny_run_flags(quickdraw_mini, tmp_path, "--num_train_epochs", "2"))
+def test_rerun_resumes_from_the_last_checkpoint(tmp_path, tiny_run, quickdraw_mini):
+    """The shared run, as a run stopped after its first epoch leaves it: only checkpoint-4 and no final files."""
+    shutil.copytree(tiny_run / "checkpoint-4", tmp_path / "checkpoint-4")
+    second = run_script("run_classification.py", *tiny_run_flags(quickdraw_mini, tmp_path))
     assert second.returncode == 0, second.stderr[-2000:]
-    assert "Resuming from" in second.stdout + second.stderr
+    assert f"Resuming from {tmp_path / 'checkpoint-4'}" in second.stdout + second.stderr
     state = json.loads((tmp_path / "trainer_state.json").read_text())
     assert state["global_step"] == 8  # 64 train images / batch 16 = 4 steps per epoch
     assert [e["epoch"] for e in state["log_history"] if "eval_accuracy" in e] == [1.0, 2.0]
@@ -66,8 +68,8 @@ def test_fine_tunes_a_saved_checkpoint_with_a_different_number_of_classes(tmp_pa
     five.to_csv(tmp_path / "train.csv", index=False)
     flags = tiny_run_flags(quickdraw_mini, tmp_path / "run", "--train_csv", str(tmp_path / "train.csv"),
                            "--model_name_or_path", str(tiny_run), "--num_train_epochs", "1", "--do_predict", "false")
-    result = run_script("run_classification.py", *flags)
-    assert result.returncode == 0, result.stderr[-2000:]
+    code, log = run_in_this_process(flags)
+    assert code == 0, log[-2000:]
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert config["num_classes"] == 5
     assert config["label_names"] == sorted(five.class_name.unique())
@@ -79,22 +81,23 @@ def test_training_on_real_sketches_lowers_the_loss(tmp_path, quickdraw_mini):
                            "--eval_strategy", "no", "--save_strategy", "no", "--load_best_model_at_end", "false",
                            "--per_device_train_batch_size", "8", "--learning_rate", "0.005",
                            "--image_mean", "1", "1", "1", "--image_std", "0.5", "0.5", "0.5")
-    result = run_script("run_classification.py", *flags)
-    assert result.returncode == 0, result.stderr[-2000:]
+    code, log = run_in_this_process(flags)
+    assert code == 0, log[-2000:]
     losses = [e["loss"] for e in json.loads((tmp_path / "trainer_state.json").read_text())["log_history"] if "loss" in e]
     assert len(losses) == 8
     assert np.mean(losses[-2:]) < 0.7 * np.mean(losses[:2]), losses  # measured: 2.25 -> 0.80
 
 
-def test_default_runs_train_on_images_preresized_once_in_the_datasets_cache(tmp_path, quickdraw_mini):
-    env = {"HF_DATASETS_CACHE": str(tmp_path / "datasets")}
+def test_default_runs_train_on_images_preresized_once_in_the_datasets_cache(tmp_path, quickdraw_mini, monkeypatch,
+                                                                            capfd):
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "datasets"))  # what HF_DATASETS_CACHE sets
     flags = ["--num_train_epochs", "1", "--do_predict", "false", "--eval_strategy", "no", "--save_strategy", "no",
              "--load_best_model_at_end", "false"]
-    first = run_script("run_classification.py", *tiny_run_flags(quickdraw_mini, tmp_path / "first", *flags), env=env)
-    assert first.returncode == 0, first.stderr[-2000:]
+    code, _ = run_in_this_process(tiny_run_flags(quickdraw_mini, tmp_path / "first", *flags))
+    assert code == 0
     built = sorted(p.name for p in (tmp_path / "datasets" / "sketch_preresized").glob("*.arrow"))  # not the lock
-    assert len(built) == 2 and "Pre-resizing" in first.stderr  # train and validation, with a progress bar
-    second = run_script("run_classification.py", *tiny_run_flags(quickdraw_mini, tmp_path / "second", *flags), env=env)
-    assert second.returncode == 0, second.stderr[-2000:]
-    assert second.stdout.count("Reusing pre-resized images") == 2
+    assert len(built) == 2 and "Pre-resizing" in capfd.readouterr().err  # train and validation, with a progress bar
+    code, log = run_in_this_process(tiny_run_flags(quickdraw_mini, tmp_path / "second", *flags))
+    assert code == 0
+    assert log.count("Reusing pre-resized images") == 2
     assert sorted(p.name for p in (tmp_path / "datasets" / "sketch_preresized").glob("*.arrow")) == built

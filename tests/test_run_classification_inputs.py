@@ -1,14 +1,14 @@
 """Bad options and messy data through `python run_classification.py`: one line and exit 2, or a counted policy."""
 
 import json
-import subprocess
-from concurrent.futures import ThreadPoolExecutor
 
 import pandas as pd
 import pytest
 import torch
-from conftest import run_script, tiny_run_flags
+from conftest import run_in_this_process, run_script, tiny_run_flags
 from PIL import Image
+
+import run_classification
 
 OPTION_CASES = {
     "fp16 on a CPU-only machine": (
@@ -37,32 +37,24 @@ OPTION_CASES = {
 }
 
 
-@pytest.fixture(scope="module")
-def option_runs(tmp_path_factory, quickdraw_mini) -> dict[str, tuple[subprocess.CompletedProcess, str]]:
-    """Every case as its own `python run_classification.py` process, run side by side to save wall time."""
-    root = tmp_path_factory.mktemp("options")
-    (root / "empty_dir").mkdir()
-
-    def run(name: str) -> tuple[subprocess.CompletedProcess, str]:
-        flags, expected = OPTION_CASES[name]
-        flags = [f.format(empty_dir=root / "empty_dir") for f in flags]
-        output_dir = root / name.replace(" ", "_")
-        result = run_script("run_classification.py", *tiny_run_flags(quickdraw_mini, output_dir, *flags))
-        return result, expected.format(empty_dir=root / "empty_dir")
-
-    with ThreadPoolExecutor(3) as pool:
-        return dict(zip(OPTION_CASES, pool.map(run, OPTION_CASES)))
-
-
 @pytest.mark.parametrize("case", list(OPTION_CASES))
-def test_impossible_option_gives_one_line_and_exit_2(option_runs, case):
+def test_impossible_option_gives_one_line_and_exit_2(case, quickdraw_mini, tmp_path, capsys):
+    """Through cli(), the function `python run_classification.py` exits with (the process itself: below)."""
     if case == "fp16 on a CPU-only machine" and torch.cuda.is_available():
         pytest.skip("this machine has a CUDA GPU, so fp16 is possible")
-    result, expected = option_runs[case]
+    (tmp_path / "empty_dir").mkdir()
+    flags, expected = (OPTION_CASES[case][0], OPTION_CASES[case][1].format(empty_dir=tmp_path / "empty_dir"))
+    flags = [flag.format(empty_dir=tmp_path / "empty_dir") for flag in flags]
+    assert run_classification.cli(tiny_run_flags(quickdraw_mini, tmp_path / "run", *flags)) == 2
+    error_lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert len(error_lines) == 1 and error_lines[0].startswith(expected), error_lines
+
+
+def test_the_process_exits_2_with_the_one_line_and_no_traceback(quickdraw_mini, tmp_path):
+    result = run_script("run_classification.py", *tiny_run_flags(quickdraw_mini, tmp_path, "--nan_policy", "ignore"))
     assert result.returncode == 2, result.stderr[-2000:]
     assert "Traceback" not in result.stderr
-    error_lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert len(error_lines) == 1 and error_lines[0].startswith(expected), error_lines
+    assert result.stderr.strip().splitlines()[-1] == "error: nan_policy='ignore': use stop or skip."
 
 
 def messy_copy(root, source):
@@ -86,10 +78,10 @@ def messy_copy(root, source):
 def test_messy_data_policies_are_counted_in_the_log_and_all_results(tmp_path, quickdraw_mini):
     data = messy_copy(tmp_path / "data", quickdraw_mini)
     output_dir = tmp_path / "run"
-    result = run_script("run_classification.py", *tiny_run_flags(
+    code, log = run_in_this_process(tiny_run_flags(
         data, output_dir, "--bad_images", "skip", "--max_steps", "2", "--eval_strategy", "no", "--save_strategy", "no",
         "--load_best_model_at_end", "false"))
-    assert result.returncode == 0, result.stderr[-3000:]
+    assert code == 0, log[-3000:]
     expected = {
         "data_duplicate_train_rows_dropped": 1, "data_bad_train_images_skipped": 1, "data_odd_size_train_images": 1,
         "data_rare_class_images_kept_in_train": 1, "data_odd_size_test_images": 0,
@@ -97,7 +89,6 @@ def test_messy_data_policies_are_counted_in_the_log_and_all_results(tmp_path, qu
     for name in ("all_results.json", "train_results.json"):
         results = json.loads((output_dir / name).read_text())
         assert {k: v for k, v in results.items() if k.startswith("data_")} == expected, name
-    log = result.stdout + result.stderr
     csv = data / "train.csv"
     assert f"{csv}: dropped 1 duplicate row(s), line 82." in log
     assert f"{csv}: skipping 1 unusable training image(s): line 83 extra/truncated.JPEG: is truncated or corrupt" in log

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pandas as pd
 import torch
-from conftest import run_script, tiny_run_flags
+from conftest import run_in_this_process, tiny_run_flags
 from transformers import (
     AutoModelForImageClassification,
     TimmWrapperImageProcessor,
@@ -20,7 +20,7 @@ from sketch_train.inference import Collator, tta_logits
 
 
 def test_every_competition_option_in_one_run(tmp_path, quickdraw_mini):
-    result = run_script("run_classification.py", *tiny_run_flags(
+    code, log = run_in_this_process(tiny_run_flags(
         quickdraw_mini, tmp_path,
         "--mixup_alpha", "0.8", "--cutmix_alpha", "1.0", "--label_smoothing_factor", "0.1",
         "--ema_decay", "0.99", "--layer_decay", "0.8", "--augment", "sketch_autoaugment",
@@ -28,8 +28,7 @@ def test_every_competition_option_in_one_run(tmp_path, quickdraw_mini):
         "--head", "mlp", "--head_hidden_size", "16", "--freeze_backbone", "true", "--unfreeze_last_n_blocks", "3",
         "--tta", "hflip", "vflip",
     ))
-    log = result.stdout + result.stderr
-    assert result.returncode == 0, log[-3000:]
+    assert code == 0, log[-3000:]
     assert "Frozen backbone: training" in log and "augmentation stage 2 of 2" in log
     history = json.loads((tmp_path / "trainer_state.json").read_text())["log_history"]
     assert len([e for e in history if "eval_ema_chosen" in e]) == 2  # the EMA was evaluated at both epochs

@@ -1,11 +1,12 @@
 """scripts/benchmark.py: the --quick smoke run measures every setup and writes them all (no timing is asserted)."""
 
 import json
+import os
 
 import pytest
 from conftest import run_script
 
-from sketch_train.benchmarking import window_rates
+from sketch_train.benchmarking import run_setup, window_rates
 from sketch_train.machine import auto_num_workers
 
 SETUPS = ["default", "uncached", "naive", "compute"]
@@ -71,3 +72,8 @@ def test_window_rates_leave_out_warmup_and_shrink_to_short_runs():
     assert window_rates(ends, warmup=1, window=2, repeats=3, images_per_step=10) == [10.0, 20 / 3, 10.0]
     assert window_rates(ends[:4], warmup=1, window=8, repeats=3, images_per_step=10) == [10.0, 10.0]
     assert window_rates(ends[:2], warmup=1, window=8, repeats=3, images_per_step=10) == []
+
+
+def test_a_setup_runs_in_a_process_of_its_own_unless_it_is_a_smoke_test():
+    assert run_setup(os.getpid, in_this_process=True) == os.getpid()
+    assert run_setup(os.getpid, in_this_process=False) != os.getpid()

@@ -5,7 +5,7 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import run_script
+from conftest import run_script, script_module
 from scipy.special import softmax
 
 
@@ -34,42 +34,45 @@ def test_a_folder_gets_the_scores_do_predict_gave_in_the_same_precision(tiny_run
         assert row.score_1 == pytest.approx(expected.max(), abs=1e-5)
 
 
-def test_globs_and_files_and_a_bad_image_that_stops_or_is_skipped(tiny_run, quickdraw_mini, tmp_path):
+def test_globs_and_files_and_a_bad_image_that_stops_or_is_skipped(tiny_run, quickdraw_mini, tmp_path, capsys):
     folder = tmp_path / "images"
     folder.mkdir()
     for name in ("0.JPEG", "1.JPEG", "2.JPEG"):
         shutil.copy(quickdraw_mini / "test" / name, folder / name)
     (folder / "2.JPEG").write_bytes((folder / "2.JPEG").read_bytes()[:200])  # cut off, as a failed copy leaves it
 
-    stopped = predict(tiny_run, str(folder / "*.JPEG"), output=tmp_path / "stopped.csv")
-    assert stopped.returncode == 2
-    assert stopped.stderr.strip().splitlines()[-1].startswith(f"error: 1 unreadable image(s): {folder / '2.JPEG'}: ")
-    assert "--bad_images skip" in stopped.stderr and not (tmp_path / "stopped.csv").exists()
+    main = script_module("predict").main  # in this process; the tests above and below run the script itself
+    stopped = main(["--model", str(tiny_run), str(folder / "*.JPEG"),
+                    "--output", str(tmp_path / "stopped.csv")])
+    assert stopped == 2
+    stderr = capsys.readouterr().err
+    assert stderr.strip().splitlines()[-1].startswith(f"error: 1 unreadable image(s): {folder / '2.JPEG'}: ")
+    assert "--bad_images skip" in stderr and not (tmp_path / "stopped.csv").exists()
 
-    skipped = predict(tiny_run, str(folder / "*.JPEG"), output=tmp_path / "skipped.csv",
-                      extra=("--bad_images", "skip"))
-    assert skipped.returncode == 0, skipped.stderr[-3000:]
-    assert "skipped 1 unreadable image(s)" in skipped.stdout
+    skipped = main(["--model", str(tiny_run), str(folder / "*.JPEG"), "--output", str(tmp_path / "skipped.csv"),
+                    "--bad_images", "skip"])
+    assert skipped == 0
+    assert "skipped 1 unreadable image(s)" in capsys.readouterr().out
     assert list(pd.read_csv(tmp_path / "skipped.csv")["image_path"]) == [str(folder / "0.JPEG"), str(folder / "1.JPEG")]
 
-    one = predict(tiny_run, str(folder / "1.JPEG"), output=tmp_path / "one.csv", extra=("--tta", "hflip"))
-    assert one.returncode == 0, one.stderr[-3000:]
+    assert main(["--model", str(tiny_run), str(folder / "1.JPEG"), "--output", str(tmp_path / "one.csv"),
+                 "--tta", "hflip"]) == 0
     assert len(pd.read_csv(tmp_path / "one.csv")) == 1
 
 
-@pytest.mark.parametrize(("inputs", "message"), [
-    (["{tmp}/nowhere"], "{tmp}/nowhere: no such file or folder, and no file matches it as a glob pattern."),
-    (["{tmp}/empty"], "no image files in {tmp}/empty"),
-])
-def test_inputs_without_images_are_one_clear_error_line(tiny_run, tmp_path, inputs, message):
+def test_inputs_without_images_are_one_clear_error_line(tiny_run, tmp_path):
+    result = predict(tiny_run, str(tmp_path / "nowhere"), output=tmp_path / "p.csv")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith(
+        f"error: {tmp_path}/nowhere: no such file or folder, and no file matches it as a glob pattern.")
+
+
+def test_a_folder_without_images_and_an_unknown_model_are_one_clear_error_line(tiny_run, quickdraw_mini, tmp_path,
+                                                                             capsys):
     (tmp_path / "empty").mkdir()
     (tmp_path / "empty" / "notes.txt").write_text("not an image")
-    result = predict(tiny_run, *(i.format(tmp=tmp_path) for i in inputs), output=tmp_path / "p.csv")
-    assert result.returncode == 2
-    assert result.stderr.strip().splitlines()[-1].startswith("error: " + message.format(tmp=tmp_path))
-
-
-def test_an_unknown_model_is_one_clear_error_line(tmp_path, quickdraw_mini):
-    result = run_script("scripts/predict.py", "--model", str(tmp_path / "no-run"), str(quickdraw_mini / "test"))
-    assert result.returncode == 2
-    assert result.stderr.strip().splitlines()[-1].startswith(f"error: could not load '{tmp_path / 'no-run'}'")
+    main = script_module("predict").main
+    assert main(["--model", str(tiny_run), str(tmp_path / "empty"), "--output", str(tmp_path / "p.csv")]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1].startswith(f"error: no image files in {tmp_path}/empty")
+    assert main(["--model", str(tmp_path / "no-run"), str(quickdraw_mini / "test")]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1].startswith(f"error: could not load '{tmp_path / 'no-run'}'")
