@@ -93,7 +93,7 @@ class _Messages(logging.Handler):
 def run_in_this_process(argv: list[str]) -> tuple[int, str]:
     """(exit code, log) of `run_classification.cli(argv)` run in this process: for tests of what a run computes,
     which need no process of their own (a new one spends seconds importing what this one already has)."""
-    import run_classification
+    import run_classification  # not at the top: spawned DataLoader workers import this file too (pytest_configure)
 
     messages = _Messages()
     logging.getLogger().addHandler(messages)

@@ -2,8 +2,8 @@
 
 The commands are read out of the documents, so the two cannot drift apart: a new command without a plan here fails
 `test_every_documented_command_has_a_plan`. A plan may only append override flags that shrink a command (epochs,
-steps, image size, the tiny model, the data folder, the output folder, a script's --quick), or set the variables that shrink a script driven by
-them; it never edits the command. Commands run in document order, so later ones use what earlier ones made
+steps, image size, the tiny model, the data folder, the output folder, a script's --quick), or set the variables
+that shrink a script driven by them; it never edits the command. Commands run in document order, so later ones use what earlier ones made
 (runs/demo, the pushed model), as they would for a user who follows the README. Skipped commands say why.
 """
 

@@ -8,8 +8,6 @@ import torch
 from conftest import run_in_this_process, run_script, tiny_run_flags
 from PIL import Image
 
-import run_classification
-
 OPTION_CASES = {
     "fp16 on a CPU-only machine": (
         ["--fp16", "true"],
@@ -42,12 +40,14 @@ def test_impossible_option_gives_one_line_and_exit_2(case, quickdraw_mini, tmp_p
     """Through cli(), the function `python run_classification.py` exits with (the process itself: below)."""
     if case == "fp16 on a CPU-only machine" and torch.cuda.is_available():
         pytest.skip("this machine has a CUDA GPU, so fp16 is possible")
-    (tmp_path / "empty_dir").mkdir()
-    flags, expected = (OPTION_CASES[case][0], OPTION_CASES[case][1].format(empty_dir=tmp_path / "empty_dir"))
-    flags = [flag.format(empty_dir=tmp_path / "empty_dir") for flag in flags]
-    assert run_classification.cli(tiny_run_flags(quickdraw_mini, tmp_path / "run", *flags)) == 2
+    empty_dir = tmp_path / "empty_dir"
+    empty_dir.mkdir()
+    flags, expected = OPTION_CASES[case]
+    code, _ = run_in_this_process(tiny_run_flags(quickdraw_mini, tmp_path / "run",
+                                                 *(flag.format(empty_dir=empty_dir) for flag in flags)))
+    assert code == 2
     error_lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
-    assert len(error_lines) == 1 and error_lines[0].startswith(expected), error_lines
+    assert len(error_lines) == 1 and error_lines[0].startswith(expected.format(empty_dir=empty_dir)), error_lines
 
 
 def test_the_process_exits_2_with_the_one_line_and_no_traceback(quickdraw_mini, tmp_path):

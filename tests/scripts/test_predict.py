@@ -9,8 +9,12 @@ from conftest import run_script, script_module
 from scipy.special import softmax
 
 
+def predict_args(model, *inputs: str, output=None, extra: tuple[str, ...] = ()) -> list[str]:
+    return ["--model", str(model), *inputs, *(["--output", str(output)] if output else []), *extra]
+
+
 def predict(tiny_run, *inputs: str, output, extra: tuple[str, ...] = ()):
-    return run_script("scripts/predict.py", "--model", str(tiny_run), *inputs, "--output", str(output), *extra)
+    return run_script("scripts/predict.py", *predict_args(tiny_run, *inputs, output=output, extra=extra))
 
 
 def test_a_folder_gets_the_scores_do_predict_gave_in_the_same_precision(tiny_run, quickdraw_mini, tmp_path):
@@ -42,21 +46,20 @@ def test_globs_and_files_and_a_bad_image_that_stops_or_is_skipped(tiny_run, quic
     (folder / "2.JPEG").write_bytes((folder / "2.JPEG").read_bytes()[:200])  # cut off, as a failed copy leaves it
 
     main = script_module("predict").main  # in this process; the tests above and below run the script itself
-    stopped = main(["--model", str(tiny_run), str(folder / "*.JPEG"),
-                    "--output", str(tmp_path / "stopped.csv")])
+    stopped = main(predict_args(tiny_run, str(folder / "*.JPEG"), output=tmp_path / "stopped.csv"))
     assert stopped == 2
     stderr = capsys.readouterr().err
     assert stderr.strip().splitlines()[-1].startswith(f"error: 1 unreadable image(s): {folder / '2.JPEG'}: ")
     assert "--bad_images skip" in stderr and not (tmp_path / "stopped.csv").exists()
 
-    skipped = main(["--model", str(tiny_run), str(folder / "*.JPEG"), "--output", str(tmp_path / "skipped.csv"),
-                    "--bad_images", "skip"])
+    skipped = main(predict_args(tiny_run, str(folder / "*.JPEG"), output=tmp_path / "skipped.csv",
+                                extra=("--bad_images", "skip")))
     assert skipped == 0
     assert "skipped 1 unreadable image(s)" in capsys.readouterr().out
     assert list(pd.read_csv(tmp_path / "skipped.csv")["image_path"]) == [str(folder / "0.JPEG"), str(folder / "1.JPEG")]
 
-    assert main(["--model", str(tiny_run), str(folder / "1.JPEG"), "--output", str(tmp_path / "one.csv"),
-                 "--tta", "hflip"]) == 0
+    one = predict_args(tiny_run, str(folder / "1.JPEG"), output=tmp_path / "one.csv", extra=("--tta", "hflip"))
+    assert main(one) == 0
     assert len(pd.read_csv(tmp_path / "one.csv")) == 1
 
 
@@ -72,7 +75,7 @@ def test_a_folder_without_images_and_an_unknown_model_are_one_clear_error_line(t
     (tmp_path / "empty").mkdir()
     (tmp_path / "empty" / "notes.txt").write_text("not an image")
     main = script_module("predict").main
-    assert main(["--model", str(tiny_run), str(tmp_path / "empty"), "--output", str(tmp_path / "p.csv")]) == 2
+    assert main(predict_args(tiny_run, str(tmp_path / "empty"), output=tmp_path / "p.csv")) == 2
     assert capsys.readouterr().err.strip().splitlines()[-1].startswith(f"error: no image files in {tmp_path}/empty")
-    assert main(["--model", str(tmp_path / "no-run"), str(quickdraw_mini / "test")]) == 2
+    assert main(predict_args(tmp_path / "no-run", str(quickdraw_mini / "test"))) == 2
     assert capsys.readouterr().err.strip().splitlines()[-1].startswith(f"error: could not load '{tmp_path / 'no-run'}'")
