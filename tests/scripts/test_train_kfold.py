@@ -1,59 +1,88 @@
-"""scripts/train_kfold.sh: one run per fold into sibling folders, finished folds skipped, then the ensemble."""
+"""scripts/train_kfold.py: one run per fold into sibling folders whose validation sets partition train.csv, finished
+folds skipped, then the ensemble; bad flags stop before any fold."""
 
+import contextlib
+import io
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
+import pytest
+from conftest import run_script, script_module
 
-REPO = Path(__file__).resolve().parents[2]
-
-# Stands in for `python run_classification.py ...`: records its arguments and writes a finished run's files.
-FAKE_RUN = """
-import json, sys
-from pathlib import Path
-import numpy as np, pandas as pd
-args = sys.argv[1:]
-out = Path(args[max(i for i, a in enumerate(args) if a == "--output_dir") + 1])  # the last one wins, as in argparse
-out.mkdir(parents=True)
-(out / "args.json").write_text(json.dumps(args))
-fold = int(args[args.index("--fold") + 1])
-np.save(out / "test_logits.npy", np.array([[fold, 0.0], [0.0, 1.0]], dtype=np.float32))
-pd.DataFrame({"ID": [0, 1], "image_path": ["0.JPEG", "1.JPEG"], "target": [0, 1]}).to_csv(out / "submission.csv", index=False)
-(out / "all_results.json").write_text("{}")
-"""
+TINY = ["--model_name_or_path", "test_convnext", "--image_size", "32", "--num_train_epochs", "1", "--precision", "fp32",
+        "--per_device_train_batch_size", "16", "--dataloader_num_workers", "0", "--head", "linear"]
 
 
-def test_folds_train_into_sibling_folders_and_are_ensembled(tmp_path):
-    fake = tmp_path / "fake_run.py"
-    fake.write_text(FAKE_RUN)
-    base = tmp_path / "runs" / "x"
-    subprocess.run([sys.executable, str(fake), "--fold", "0", "--output_dir", f"{base}_fold0"], check=True)
-    result = subprocess.run(
-        ["scripts/train_kfold.sh", "training_args/demo.yaml", "3", "--output_dir", str(base), "--num_train_epochs", "1"],
-        cwd=REPO, capture_output=True, text=True, timeout=300,
-        env={**os.environ, "PYTHON": sys.executable, "LAUNCHER": f"{sys.executable} {fake}", "HF_HUB_OFFLINE": "1"},
-    )
-    assert result.returncode == 0, result.stderr
-    assert f"Fold 0: {base}_fold0 is complete, skipping it." in result.stdout
-    for fold in (1, 2):
-        args = json.loads((Path(f"{base}_fold{fold}") / "args.json").read_text())
-        assert args == [str(REPO / "run_classification.py"), "training_args/demo.yaml", "--output_dir", str(base),
-                        "--num_train_epochs", "1", "--num_folds", "3", "--fold", str(fold),
-                        "--output_dir", f"{base}_fold{fold}"]
+@pytest.fixture(scope="module")
+def kfold():
+    return script_module("train_kfold")
+
+
+@pytest.fixture(scope="module")
+def three_folds(kfold, quickdraw_mini, tmp_path_factory):
+    """(base output_dir, stdout of the first call) of 3 tiny folds on quickdraw-mini, trained in this process."""
+    base = tmp_path_factory.mktemp("kfold") / "run"
+    with contextlib.redirect_stdout(io.StringIO()) as stdout:
+        code = kfold.main(["training_args/eva02_large_448_5fold_frozen.yaml", "3", "--data_dir", str(quickdraw_mini),
+                           *TINY, "--output_dir", str(base)])
+    assert code == 0, stdout.getvalue()[-3000:]
+    return base, stdout.getvalue()
+
+
+def test_each_fold_validates_on_its_own_third_of_train_csv(three_folds, quickdraw_mini):
+    base, stdout = three_folds
+    validated = []
+    for fold in range(3):
+        run = Path(f"{base}_fold{fold}")
+        assert f"Fold {fold} of 3 -> {run}" in stdout
+        data = json.loads((run / "run_summary.json").read_text())["data"]
+        assert (data["num_folds"], data["fold"]) == (3, fold)
+        validated.append(set(pd.read_csv(run / "eval_predictions.csv")["image_path"]))
+    assert sum(map(len, validated)) == len(set.union(*validated))  # disjoint
+    assert set.union(*validated) == set(pd.read_csv(quickdraw_mini / "train.csv")["image_path"])
+
+
+def test_the_ensemble_covers_test_csv_with_the_out_of_fold_accuracy(three_folds, quickdraw_mini):
+    base, stdout = three_folds
     ensemble = Path(f"{base}_ensemble")
-    assert pd.read_csv(ensemble / "submission.csv").image_path.tolist() == ["0.JPEG", "1.JPEG"]
-    assert json.loads((ensemble / "ensemble_results.json").read_text())["runs"] == [f"{base}_fold{k}" for k in range(3)]
-    assert np.load(ensemble / "test_logits.npy").shape == (2, 2)
+    submission = pd.read_csv(ensemble / "submission.csv")
+    assert submission["image_path"].tolist() == pd.read_csv(quickdraw_mini / "test.csv")["image_path"].tolist()
+    results = json.loads((ensemble / "ensemble_results.json").read_text())
+    assert results["runs"] == [f"{base}_fold{fold}" for fold in range(3)]
+    assert results["oof_images"] == len(pd.read_csv(quickdraw_mini / "train.csv"))
+    assert f"Out-of-fold accuracy on {results['oof_images']} images: {results['oof_accuracy']:.4f}" in stdout
+
+
+def test_a_rerun_skips_the_finished_folds_and_ensembles_again(kfold, three_folds, quickdraw_mini, capsys):
+    base, _ = three_folds
+    models = [Path(f"{base}_fold{fold}") / "model.safetensors" for fold in range(3)]
+    written = [model.stat().st_mtime_ns for model in models]
+    (Path(f"{base}_ensemble") / "submission.csv").unlink()
+    code = kfold.main(["training_args/eva02_large_448_5fold_frozen.yaml", "3", "--data_dir", str(quickdraw_mini),
+                       *TINY, "--output_dir", str(base)])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert [f"Fold {fold}: {base}_fold{fold} is complete, skipping it." for fold in range(3)] == out.splitlines()[:3]
+    assert [model.stat().st_mtime_ns for model in models] == written
+    assert (Path(f"{base}_ensemble") / "submission.csv").is_file()
 
 
 def test_bad_flags_stop_before_any_fold(tmp_path):
-    result = subprocess.run(["scripts/train_kfold.sh", "training_args/demo.yaml", "2", "--validation_split", "2"],
-                            cwd=REPO, capture_output=True, text=True, timeout=300,
-                            env={**os.environ, "PYTHON": sys.executable, "LAUNCHER": "false"})
-    assert result.returncode != 0
-    assert "error: validation_split=2.0: use a fraction in [0, 1)." in result.stderr
-    assert "Fold 0" not in result.stdout
+    result = run_script("scripts/train_kfold.py", "training_args/demo.yaml", "2", "--validation_split", "2",
+                        "--output_dir", str(tmp_path / "run"))
+    assert result.returncode == 2
+    assert result.stderr == "error: validation_split=2.0: use a fraction in [0, 1).\n"
+    assert "Fold" not in result.stdout
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("argv", [["training_args/demo.yaml"], ["training_args/demo.yaml", "five"]])
+def test_a_missing_fold_count_prints_the_usage(kfold, argv, capsys):
+    assert kfold.main(argv) == 2
+    assert capsys.readouterr().err == "usage: train_kfold.py PRESET K [--flag value ...]\n"
+
+
+def test_one_fold_is_not_a_k_fold_run(kfold, capsys):
+    assert kfold.main(["training_args/demo.yaml", "1"]) == 2
+    assert capsys.readouterr().err == "error: fold=0 with num_folds=1: need num_folds >= 2 and 0 <= fold < num_folds.\n"

@@ -1,4 +1,5 @@
-"""sketch_train/machine.py: the precision, data-loading workers and allocator a run gets from its machine."""
+"""sketch_train/machine.py: the precision, data-loading workers and allocator a run gets from its machine, and leaving
+the process group."""
 
 import subprocess
 import sys
@@ -7,7 +8,7 @@ import pytest
 import torch
 
 from sketch_train import machine
-from sketch_train.machine import auto_num_workers, auto_precision
+from sketch_train.machine import auto_num_workers, auto_precision, leave_process_group
 
 
 @pytest.mark.parametrize(("flags", "cuda", "precision"), [
@@ -75,3 +76,11 @@ def test_freed_memory_is_reused_instead_of_faulted_in_every_time():
     assert kept == "True"
     assert without > 5 * PAGES  # glibc maps each 64 MiB block afresh: ~10 x 16,384 page faults
     assert with_keep < PAGES  # one heap, reused: under one block's worth of faults in 10 rounds
+
+
+def test_leaving_the_process_group_once_it_is_left_or_was_never_joined_does_nothing(tmp_path):
+    leave_process_group()  # never joined
+    torch.distributed.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    leave_process_group()
+    assert not torch.distributed.is_initialized()
+    leave_process_group()

@@ -24,7 +24,7 @@ def test_sources_are_named_as_the_user_wrote_them(tmp_path):
 
 def test_the_light_scripts_modules_do_not_import_torch():
     """push_to_hub.py, score_submission.py, ensemble.py, report.py and ablation_table.py start in about a second."""
-    code = ("import sys, sketch_train.hub, sketch_train.result_files, sketch_train.sources, sketch_train.report_plots, "
+    code = ("import sys, sketch_train.hub, sketch_train.result_files, sketch_train.ensemble, sketch_train.sources, sketch_train.report_plots, "
             "sketch_data.atomic; from sketch_data import SketchDataError; "
             "print(sorted(m for m in ('torch', 'timm', 'transformers', 'datasets') if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)

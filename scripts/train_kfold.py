@@ -1,0 +1,90 @@
+#!/usr/bin/env python
+"""Train the K folds of a preset into sibling folders, then ensemble them, all in one process.
+
+    python scripts/train_kfold.py training_args/eva02_large_448_5fold_frozen.yaml 5 [--flag value ...]
+    accelerate launch scripts/train_kfold.py PRESET 5          # each fold on every GPU of the machine
+
+Fold k is `run_classification.py PRESET [flags] --num_folds K --fold k --output_dir <output_dir>_fold{k}`, where
+<output_dir> is the preset's (or --output_dir's). The folds are stratified with the same --split_seed, so their
+validation sets partition train.csv. A fold whose folder already holds all_results.json and test_logits.npy is
+skipped (delete the folder to retrain it); an interrupted fold resumes from its last checkpoint. When every fold has
+test logits, <output_dir>_ensemble/submission.csv is their softmax mean, and the out-of-fold accuracy is printed.
+"""
+
+import sys
+from pathlib import Path
+
+from accelerate.utils.memory import clear_device_cache
+
+import run_classification
+from sketch_train.ensemble import EnsembleError, ensemble
+from sketch_train.machine import leave_process_group
+
+USAGE = "usage: train_kfold.py PRESET K [--flag value ...]"
+
+
+def is_complete(run: Path) -> bool:
+    return (run / "all_results.json").is_file() and (run / "test_logits.npy").is_file()
+
+
+def fold_folders(output_dir: str, folds: int) -> list[Path]:
+    return [Path(f"{output_dir}_fold{fold}") for fold in range(folds)]
+
+
+def train_folds(preset_and_flags: list[str], folds: int, runs: list[Path], announce: bool) -> int:
+    """Train every unfinished fold; the exit code of the first one that fails, else 0."""
+    for fold, run in enumerate(runs):
+        done = is_complete(run)
+        if announce:
+            print(f"Fold {fold}: {run} is complete, skipping it." if done else f"Fold {fold} of {folds} -> {run}",
+                  flush=True)
+        if done:
+            continue
+        code = run_classification.cli([*preset_and_flags, "--num_folds", str(folds), "--fold", str(fold),
+                                       "--output_dir", str(run)], keep_process_group=True)
+        if code:
+            return code
+        clear_device_cache(garbage_collection=True)  # the fold's model and optimizer, before the next one's
+    return 0
+
+
+def ensemble_folds(runs: list[Path], output_dir: Path) -> int:
+    if missing := [run for run in runs if not (run / "test_logits.npy").is_file()]:
+        print(f"No test_logits.npy in {missing[0]} (no --do_predict?): not ensembling.")
+        return 0
+    try:
+        results = ensemble(runs, None, "softmax", None, output_dir)
+    except EnsembleError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"Wrote {output_dir / 'submission.csv'} ({results['test_images']} rows) from {len(runs)} folds.")
+    if "oof_accuracy" in results:
+        print(f"Out-of-fold accuracy on {results['oof_images']} images: {results['oof_accuracy']:.4f}; folds alone: "
+              + ", ".join(f"{accuracy:.4f}" for accuracy in results["run_eval_accuracy"]))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) < 2 or not argv[1].isdigit():
+        print(USAGE, file=sys.stderr)
+        return 2
+    preset, folds, flags = argv[0], int(argv[1]), argv[2:]
+    try:  # the run's own parser: bad flags stop here, before any fold, and the folders match what the runs use
+        args = run_classification.parse([preset, *flags, "--num_folds", str(folds), "--fold", "0"])[2]
+    except (ValueError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    runs = fold_folders(args.output_dir, folds)
+    main_process = args.process_index == 0  # sets up the processes as every fold's Trainer will
+    try:
+        code = train_folds([preset, *flags], folds, runs, announce=main_process)
+    finally:
+        leave_process_group()
+    if code or not main_process:
+        return code
+    return ensemble_folds(runs, Path(f"{args.output_dir}_ensemble"))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
