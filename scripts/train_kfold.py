@@ -66,6 +66,9 @@ def ensemble_folds(runs: list[Path], output_dir: Path) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] in (["-h"], ["--help"]):
+        print(__doc__)
+        return 0
     if len(argv) < 2 or not argv[1].isdigit():
         print(USAGE, file=sys.stderr)
         return 2

@@ -1,5 +1,6 @@
 """Shared fixtures: the real sketches in ../shared/data and a tiny trained run to reuse across tests."""
 
+import contextlib
 import importlib.util
 import logging
 import os
@@ -11,6 +12,7 @@ import tempfile
 import time
 import types
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -93,18 +95,25 @@ class _Messages(logging.Handler):
         self.lines.append(record.getMessage())
 
 
+@contextlib.contextmanager
+def logged() -> Iterator[list[str]]:
+    """The messages logged in this process while in the block (stream handlers keep the stream they started with)."""
+    messages = _Messages()
+    logging.getLogger().addHandler(messages)
+    try:
+        yield messages.lines
+    finally:
+        logging.getLogger().removeHandler(messages)
+
+
 def run_in_this_process(argv: list[str]) -> tuple[int, str]:
     """(exit code, log) of `run_classification.cli(argv)` run in this process: for tests of what a run computes,
     which need no process of their own (a new one spends seconds importing what this one already has)."""
     import run_classification  # not at the top: spawned DataLoader workers import this file too (pytest_configure)
 
-    messages = _Messages()
-    logging.getLogger().addHandler(messages)
-    try:
+    with logged() as lines:
         code = run_classification.cli(argv)
-    finally:
-        logging.getLogger().removeHandler(messages)
-    return code, "\n".join(messages.lines)
+    return code, "\n".join(lines)
 
 
 def script_module(name: str) -> types.ModuleType:

@@ -8,7 +8,7 @@ that shrink a script driven by them; it never edits the command. Commands run in
 
 A plain `python script.py args` (no shell syntax) runs as `__main__` in this pytest worker, in the sandbox folder
 with the sandbox's environment: a new process would spend most of its time importing what the worker already has.
-Each script run so has a subprocess test of its own (its exit code and one-line errors), here (`own_process`) or in
+Each script that runs so has a subprocess test of its own (exit code, one-line errors), here (`own_process`) or in
 its test file; every other command runs in bash, as typed.
 """
 

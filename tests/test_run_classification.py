@@ -7,7 +7,7 @@ import datasets
 import numpy as np
 import pandas as pd
 import torch
-from conftest import run_in_this_process, run_script, tiny_run_flags
+from conftest import run_in_this_process, tiny_run_flags
 from PIL import Image
 from transformers import (
     AutoModelForImageClassification,
@@ -54,9 +54,9 @@ def test_eval_predictions_cover_the_validation_split_once(tiny_run):
 def test_rerun_resumes_from_the_last_checkpoint(tmp_path, tiny_run, quickdraw_mini):
     """The shared run, as a run stopped after its first epoch leaves it: only checkpoint-4 and no final files."""
     shutil.copytree(tiny_run / "checkpoint-4", tmp_path / "checkpoint-4")
-    second = run_script("run_classification.py", *tiny_run_flags(quickdraw_mini, tmp_path))
-    assert second.returncode == 0, second.stderr[-2000:]
-    assert f"Resuming from {tmp_path / 'checkpoint-4'}" in second.stdout + second.stderr
+    code, log = run_in_this_process(tiny_run_flags(quickdraw_mini, tmp_path))
+    assert code == 0, log[-2000:]
+    assert f"Resuming from {tmp_path / 'checkpoint-4'}" in log
     state = json.loads((tmp_path / "trainer_state.json").read_text())
     assert state["global_step"] == 8  # 64 train images / batch 16 = 4 steps per epoch
     assert [e["epoch"] for e in state["log_history"] if "eval_accuracy" in e] == [1.0, 2.0]

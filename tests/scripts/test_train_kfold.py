@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import run_script, script_module
+from conftest import script_module
 
 TINY = ["--model_name_or_path", "test_convnext", "--image_size", "32", "--num_train_epochs", "1", "--precision", "fp32",
         "--per_device_train_batch_size", "16", "--dataloader_num_workers", "0", "--head", "linear"]
@@ -68,12 +68,13 @@ def test_a_rerun_skips_the_finished_folds_and_ensembles_again(kfold, three_folds
     assert (Path(f"{base}_ensemble") / "submission.csv").is_file()
 
 
-def test_bad_flags_stop_before_any_fold(tmp_path):
-    result = run_script("scripts/train_kfold.py", "training_args/demo.yaml", "2", "--validation_split", "2",
-                        "--output_dir", str(tmp_path / "run"))
-    assert result.returncode == 2
-    assert result.stderr == "error: validation_split=2.0: use a fraction in [0, 1).\n"
-    assert "Fold" not in result.stdout
+def test_bad_flags_stop_before_any_fold(kfold, tmp_path, capsys):
+    """(tests/test_multiprocess.py runs the script as processes, under accelerate launch.)"""
+    assert kfold.main(["training_args/demo.yaml", "2", "--validation_split", "2",
+                       "--output_dir", str(tmp_path / "run")]) == 2
+    out, err = capsys.readouterr()
+    assert err == "error: validation_split=2.0: use a fraction in [0, 1).\n"
+    assert "Fold" not in out
     assert list(tmp_path.iterdir()) == []
 
 
@@ -81,6 +82,11 @@ def test_bad_flags_stop_before_any_fold(tmp_path):
 def test_a_missing_fold_count_prints_the_usage(kfold, argv, capsys):
     assert kfold.main(argv) == 2
     assert capsys.readouterr().err == "usage: train_kfold.py PRESET K [--flag value ...]\n"
+
+
+def test_help_shows_how_to_run_it(kfold, capsys):
+    assert kfold.main(["--help"]) == 0
+    assert "python scripts/train_kfold.py training_args/eva02_large_448_5fold_frozen.yaml 5" in capsys.readouterr().out
 
 
 def test_one_fold_is_not_a_k_fold_run(kfold, capsys):
