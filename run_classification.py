@@ -26,7 +26,7 @@ from sketch_train.hub import PushError, push_run, take_over_push
 from sketch_train.inference import Collator, tta_logits
 from sketch_train.machine import keep_freed_memory, leave_process_group
 from sketch_train.metrics import classification_metrics
-from sketch_train.model import ModelSourceError, build_model, saved_label_names
+from sketch_train.model import ModelSourceError, build_model, check_model_source, saved_label_names
 from sketch_train.model_card import run_summary, write_model_card
 from sketch_train.nan_guard import NonFiniteModelError
 from sketch_train.optim import freeze_backbone
@@ -51,6 +51,7 @@ def main(model_args: ModelArguments, data_args: DataArguments, training_args: Sk
         keep_freed_memory()
     ensure_writable(training_args.output_dir)
     push_repo = take_over_push(training_args)  # before the Trainer exists, which would push every checkpoint
+    check_model_source(model_args)  # a checkpoint that cannot be had stops the run before the data work
 
     # 1. Data: the competition layout (train.csv, test.csv and their folders), checked, split, as datasets
     if data_args.build_demo_data:

@@ -17,6 +17,8 @@
 #   frozen_linear   frozen backbone, linear head, 30 epochs at lr 5e-3 on the feature cache (4 augmented views)
 #   unfreeze_last6  only the last 6 blocks (of 17) and the head train (the preset: 9)
 #   res128 res224   input size (the preset, the baseline row: 160)
+#   crop_0875       --crop_pct 0.875 (a checkpoint's usual eval crop: resize to 183 px, keep the central 160) instead
+#                   of the preset's 1.0 (the whole drawing); frozen_linear_crop0875: the same for frozen_linear
 #   warmup_none warmup_long  --warmup_steps 0 / 0.3 of the steps (the preset: 0.1)
 #   ema             --ema_decay 0.998 (no evaluation, so the final model is the EMA)
 #   mixup_cutmix    timm Mixup: half the batches mixed, mixup 0.2 or CutMix 1.0
@@ -34,7 +36,7 @@ python=${PYTHON:-python}
 seeds=${SEEDS:-0 1}
 jobs=${JOBS:-2}
 preset=training_args/quickdraw100_finetune.yaml
-all_rows="baseline full_lr1e-3 full_lr2e-3 full_lr4e-3 full_layer_decay frozen_linear unfreeze_last6 res128 res224 warmup_none warmup_long ema mixup_cutmix tta_hflip"
+all_rows="baseline full_lr1e-3 full_lr2e-3 full_lr4e-3 full_layer_decay frozen_linear unfreeze_last6 res128 res224 crop_0875 frozen_linear_crop0875 warmup_none warmup_long ema mixup_cutmix tta_hflip"
 rows=${ROWS:-$all_rows}
 
 common=(--data_dir "$data" --preresize_cache "$out/preresize_cache" --disable_tqdm true)
@@ -47,6 +49,8 @@ row_flags() {
     full_lr*) echo --freeze_backbone false --unfreeze_last_n_blocks 0 --learning_rate "${1#full_lr}" ;;
     full_layer_decay) echo --freeze_backbone false --unfreeze_last_n_blocks 0 --layer_decay 0.8 ;;
     frozen_linear) echo --freeze_backbone true --unfreeze_last_n_blocks 0 --learning_rate 5e-3 --feature_cache_views 4 --num_train_epochs 30 ;;
+    frozen_linear_crop0875) echo "$(row_flags frozen_linear) --crop_pct 0.875" ;;
+    crop_0875) echo --crop_pct 0.875 ;;
     unfreeze_last6) echo --unfreeze_last_n_blocks 6 ;;
     res128) echo --image_size 128 ;;
     res224) echo --image_size 224 ;;

@@ -9,6 +9,8 @@ Fold k is `run_classification.py PRESET [flags] --num_folds K --fold k --output_
 validation sets partition train.csv. A fold whose folder already holds all_results.json and test_logits.npy is
 skipped (delete the folder to retrain it); an interrupted fold resumes from its last checkpoint. When every fold has
 test logits, <output_dir>_ensemble/submission.csv is their softmax mean, and the out-of-fold accuracy is printed.
+--push_to_hub is refused before any fold trains (the folds would push over each other); push_to_hub.py pushes a
+finished fold, each to its own --revision if you like.
 """
 
 import sys
@@ -77,6 +79,12 @@ def main(argv: list[str] | None = None) -> int:
         args = run_classification.parse([preset, *flags, "--num_folds", str(folds), "--fold", "0"])[2]
     except (ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
+        return 2
+    if args.push_to_hub:  # every fold would push to the same repository, each over the one before
+        print(f"error: train_kfold.py does not push: its {folds} folds would overwrite each other in "
+              f"{args.hub_model_id}. Drop --push_to_hub, then push the fold you want with `python push_to_hub.py "
+              f"--output_dir {args.output_dir}_fold0 --repo_id {args.hub_model_id}` (--revision fold0 keeps each "
+              "fold on its own branch).", file=sys.stderr)
         return 2
     runs = fold_folders(args.output_dir, folds)
     main_process = args.process_index == 0  # sets up the processes as every fold's Trainer will

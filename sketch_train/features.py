@@ -2,11 +2,14 @@
 
 With `--freeze_backbone true` and no unfrozen blocks, every epoch would run the same frozen backbone over the same
 images again. Instead, the pooled features of the eval view (and of `--feature_cache_views` K augmented views) of
-every labelled image are computed once, with `datasets.map` (batched, under inference_mode, in eval mode), into an
+every labelled image (a CNN's spatially averaged map; a ViT's or EVA's average or class token, after its frozen
+norm) are computed once, with `datasets.map` (batched, under inference_mode, in eval mode), into an
 Arrow file in the pre-resize cache's folder. The training and validation splits then hold those features, and the
 *same* model trains on them with the same Trainer: its `forward_features` takes a batch of pooled features
 (2-D) as already computed and runs the full backbone on images (4-D), so checkpoints, the saved model (backbone +
-head), `pipeline()`, `--do_predict` and the model card are those of an uncached run.
+head), `pipeline()`, `--do_predict` and the model card are those of an uncached run. First the head is checked to
+give the same logits from the pooled features as from the whole backbone output; where it does not (an
+attention-pool head reads every token), the run trains from images and says why.
 
 The cache is keyed by the images' content, the frozen weights, the transforms and K, not by the split: every fold
 of a k-fold run (the same labelled images, split differently) and every seed reuse it.
@@ -25,6 +28,7 @@ import torch
 from datasets import Array2D, Dataset, DatasetDict, Features, concatenate_datasets
 from datasets import Image as ImageFeature
 from datasets.fingerprint import Hasher
+from timm.models.vision_transformer import global_pool_nlc
 
 from sketch_data.cache import building_in
 from sketch_data.transforms import BatchTransform, SampleSeeds
@@ -33,6 +37,7 @@ logger = logging.getLogger(__name__)
 FEATURE_CACHE_VERSION = 1  # bump when what is stored changes, so old files are not reused
 VIEW_SEED = 0  # the augmented views do not depend on the training seed, so that seeds share one cache
 LABELLED = ("train", "validation")  # the test split is predicted from images, by the full model
+NLC_POOLS = ("avg", "token", "max", "avgmax")  # the token poolings global_pool_nlc does: one vector per image
 
 
 def feature_cache_reason(model_args, data_args, training_args) -> str | None:
@@ -59,14 +64,16 @@ def use_cached_features(model, splits: DatasetDict, recipe, to_eval: Callable, t
     `recipe.sample_seeds` (advanced by its epoch callback) picks each image's augmented view per epoch.
     """
     reason = feature_cache_reason(model_args, data_args, training_args)
-    if reason is None and not pooled_head_matches(model.timm_model):
-        reason = f"{type(model.timm_model).__name__}'s head does not start with an average pool"
+    if reason is None:
+        model.to(training_args.device)  # where Trainer will put it: a GPU computes the features too
+        reason = pooled_head_mismatch(model.timm_model, model.config.pretrained_cfg["input_size"][-1],
+                                      sum(len(splits[name]) for name in LABELLED if name in splits),
+                                      model_args.feature_cache_views + 1)
     if reason:
         logger.info("Training from images, without the feature cache: %s.", reason)
         return splits, recipe.collator
     folder = Path(cache_folder or Path(datasets.config.HF_DATASETS_CACHE) / "sketch_preresized")
     labelled = [name for name in LABELLED if name in splits]
-    model.to(training_args.device)  # where Trainer will put it: a GPU computes the features too
     autocast = torch.float16 if training_args.fp16 else torch.bfloat16 if training_args.bf16 else None
     table = build_feature_table(model.timm_model, concatenate_datasets([splits[name] for name in labelled]), to_eval,
                                 to_train, model_args.feature_cache_views, folder, autocast,
@@ -78,7 +85,11 @@ def use_cached_features(model, splits: DatasetDict, recipe, to_eval: Callable, t
             cached[name] = FeatureTensors(split)
         else:  # torch format: Arrow -> tensor without Python lists; evaluated once per epoch, so Arrow is fast enough
             cached[name] = _eval_view_only(split).with_format("torch", columns=["features"], output_all_columns=True)
-    accept_pooled_features(model.timm_model)
+    ndim = _backbone_output_ndim(model.timm_model)
+    accept_pooled_features(model.timm_model, ndim)
+    logger.info("Training the head on cached backbone features (%s): %d images x %d view(s) x %d floats", "pooled "
+                "tokens" if ndim == 3 else "pooled feature map", len(table), model_args.feature_cache_views + 1,
+                model.timm_model.num_features)
     return cached, FeatureCollator(recipe.sample_seeds, recipe.collator)
 
 
@@ -120,50 +131,80 @@ def _encode_batch(batch: dict, timm_model, transforms: list[BatchTransform], aut
 
 
 def pooled_features(timm_model, pixels: torch.Tensor, autocast_dtype: torch.dtype | None = None) -> np.ndarray:
-    """The backbone's output averaged over its spatial positions: what the head's average pool gives."""
+    """What the head's pooling makes of the frozen backbone's output: the feature map's spatial average (CNNs), or
+    the average or class token of the normed tokens (ViT, EVA, DeiT, CLIP/SigLIP towers)."""
     memory_format = torch.channels_last if _is_channels_last(timm_model) else torch.contiguous_format
     device = next(timm_model.parameters()).device
     pixels = pixels.to(device, memory_format=memory_format)
     with torch.inference_mode(), torch.autocast(device.type, dtype=autocast_dtype or torch.bfloat16,
                                                 enabled=autocast_dtype is not None):
-        return _backbone(timm_model)(pixels).float().mean((2, 3)).cpu().numpy()
+        return _pooled(timm_model, _backbone(timm_model)(pixels)).float().cpu().numpy()
 
 
-def pooled_head_matches(timm_model, size: int = 64) -> bool:
-    """Whether the head gives the same logits from the pooled features as from the full feature map."""
+def _pooled(timm_model, output: torch.Tensor) -> torch.Tensor:
+    if output.ndim == 4:
+        return output.mean((2, 3))
+    return global_pool_nlc(output, pool_type=timm_model.global_pool, num_prefix_tokens=timm_model.num_prefix_tokens)
+
+
+def pooled_head_mismatch(timm_model, size: int, images: int, views: int) -> str | None:
+    """Why the head does not give the same logits from the pooled features as from the backbone's whole output
+    (None: it does), checked on random pixels at the run's input size."""
     generator = torch.Generator().manual_seed(0)  # not the global generator: training draws from it
     pixels = torch.randn(2, 3, size, size, generator=generator).to(next(timm_model.parameters()).device)
     was_training = timm_model.training
     timm_model.eval()
     try:
         with torch.inference_mode():
-            feature_map = _backbone(timm_model)(pixels)
-            if feature_map.ndim != 4:  # tokens (ViT, EVA): pooled by a class token or attention, not an average
-                return False
-            pooled = feature_map.mean((2, 3), keepdim=True)
-            return torch.allclose(timm_model.forward_head(feature_map), timm_model.forward_head(pooled), atol=1e-5)
-    except (RuntimeError, AssertionError):  # e.g. a fixed input size other than `size`
-        return False
+            output = _backbone(timm_model)(pixels)
+            if output.ndim == 3 and (getattr(timm_model, "attn_pool", None) is not None
+                                     or getattr(timm_model, "global_pool", None) not in NLC_POOLS):
+                per_image = output[0].numel() * 4
+                return (f"the head ({type(timm_model).__name__} with global_pool={timm_model.global_pool!r}) reads "
+                        f"every token, not a pooled vector; caching all {output.shape[1]} tokens x {output.shape[2]} "
+                        f"would take {per_image / 2**20:.2f} MiB per image and view, "
+                        f"{per_image * images * views / 2**30:.1f} GiB for these {images} images x {views} view(s)")
+            pooled = _pooled(timm_model, output)
+            same = torch.allclose(timm_model.forward_head(output),
+                                  timm_model.forward_head(_as_backbone_output(timm_model, pooled, output.ndim)),
+                                  atol=1e-5)
+    except (RuntimeError, AssertionError, AttributeError) as error:
+        return f"the head could not be checked on pooled features ({type(error).__name__}: {error})"
     finally:
         timm_model.train(was_training)
+    return None if same else f"{type(timm_model).__name__}'s head does not start with an average or class-token pool"
 
 
-def accept_pooled_features(timm_model) -> None:
+def _as_backbone_output(timm_model, pooled: torch.Tensor, ndim: int) -> torch.Tensor:
+    """A backbone output that the head pools back into `pooled`: a 1x1 map, or every token equal to it (so that the
+    average of the patch tokens and the class token both give it)."""
+    if ndim == 4:
+        return pooled[:, :, None, None]
+    return pooled[:, None, :].expand(-1, timm_model.num_prefix_tokens + 1, -1)
+
+
+def accept_pooled_features(timm_model, ndim: int) -> None:
     """Make `forward_features` take pooled features (batch, C) as computed; images still go through the backbone.
 
     Bound with MethodType, so that a deep copy (the EMA's) dispatches to its own backbone.
     """
+    timm_model.backbone_output_ndim = ndim
     timm_model.forward_features = types.MethodType(_features_or_pooled, timm_model)
 
 
-def _features_or_pooled(self, x: torch.Tensor) -> torch.Tensor:
-    if x.ndim == 2:  # cached pooled features: a 1x1 map, which the head's average pool leaves unchanged
-        return x[:, :, None, None]
-    return type(self).forward_features(self, x)
+def _features_or_pooled(self, x: torch.Tensor, **kwargs) -> torch.Tensor:
+    if x.ndim == 2:  # cached pooled features, which the head pools back into themselves
+        return _as_backbone_output(self, x, self.backbone_output_ndim)
+    return type(self).forward_features(self, x, **kwargs)
 
 
 def _backbone(timm_model) -> Callable:
     return lambda pixels: type(timm_model).forward_features(timm_model, pixels)
+
+
+def _backbone_output_ndim(timm_model) -> int:
+    """4 for a feature map, 3 for tokens: whatever has `num_prefix_tokens` (ViT, EVA, DeiT) outputs tokens."""
+    return 3 if hasattr(timm_model, "num_prefix_tokens") else 4
 
 
 def _is_channels_last(module: torch.nn.Module) -> bool:

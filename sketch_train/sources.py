@@ -14,19 +14,37 @@ def is_pypi_source(source: str) -> bool:
     return source.startswith(PYPI_PREFIX)
 
 
+TIMM_HUB_OWNER = "timm"  # where timm's pretrained tags live on the Hub: `arch.tag` is `timm/arch.tag`
+
+
 def hub_model_id(source: str) -> str:
-    """`timm/name` for timm's own spelling `hf-hub:timm/name`, which users copy from timm's documentation."""
-    return source.removeprefix(HF_HUB_PREFIX)
+    """The Hub id a source names: `timm/name` for timm's spellings `hf-hub:timm/name` and `arch.tag` (as
+    `timm.list_pretrained()` and timm's docs write them), any other source unchanged."""
+    source = source.removeprefix(HF_HUB_PREFIX)
+    return f"{TIMM_HUB_OWNER}/{source}" if is_timm_pretrained_name(source) else source
+
+
+def is_timm_pretrained_name(source: str) -> bool:
+    """timm's `architecture.pretrained_tag` (e.g. convnext_base.fb_in22k_ft_in1k): pretrained weights on the Hub."""
+    return _is_plain_name(source) and "." in source
 
 
 def is_bare_architecture(source: str) -> bool:
-    """A timm architecture name (random initialisation), not a package, a folder or a Hub id."""
+    """A timm architecture name without a pretrained tag (random initialisation)."""
+    return _is_plain_name(source) and "." not in source
+
+
+def _is_plain_name(source: str) -> bool:
+    """Not a package, a folder or an owner/name Hub id; timm's architecture names hold no dot."""
     return not is_pypi_source(source) and not Path(source).exists() and "/" not in source
 
 
 def pretrained_source(source: str) -> str | None:
-    """Where a run's starting weights come from, as the user named it; None for random initialisation."""
-    return None if is_bare_architecture(source) else source
+    """Where a run's starting weights come from, as the user named it (a timm tag as its Hub id); None for random
+    initialisation."""
+    if is_bare_architecture(source):
+        return None
+    return hub_model_id(source) if is_timm_pretrained_name(source) else source
 
 
 def label_names_of(config: dict) -> list[str]:

@@ -92,3 +92,13 @@ def test_help_shows_how_to_run_it(kfold, capsys):
 def test_one_fold_is_not_a_k_fold_run(kfold, capsys):
     assert kfold.main(["training_args/demo.yaml", "1"]) == 2
     assert capsys.readouterr().err == "error: fold=0 with num_folds=1: need num_folds >= 2 and 0 <= fold < num_folds.\n"
+
+
+def test_push_to_hub_is_refused_before_any_fold(kfold, tmp_path, capsys):
+    """Every fold would push to the same repository, each over the one before."""
+    assert kfold.main(["training_args/eva02_large_448_5fold_frozen.yaml", "5", "--push_to_hub", "true",
+                       "--hub_model_id", "you/sketch-eva", "--output_dir", str(tmp_path / "run")]) == 2
+    out, err = capsys.readouterr()
+    assert err.count("\n") == 1 and err.startswith("error: train_kfold.py does not push: its 5 folds would overwrite")
+    assert f"python push_to_hub.py --output_dir {tmp_path / 'run'}_fold0 --repo_id you/sketch-eva" in err
+    assert "Fold" not in out and list(tmp_path.iterdir()) == []

@@ -19,7 +19,7 @@ from sketch_data.transforms import (
     train_transform,
 )
 from sketch_train.arguments import ModelArguments
-from sketch_train.features import FeatureCollator, build_feature_table, pooled_features
+from sketch_train.features import FeatureCollator, build_feature_table, pooled_features, pooled_head_mismatch
 from sketch_train.model import build_model
 from sketch_train.optim import freeze_backbone
 
@@ -107,14 +107,17 @@ def test_training_picks_one_augmented_view_per_image_and_epoch_and_validation_th
     assert collate(validation)["labels"].tolist() == [0] * 50
 
 
-@pytest.fixture(scope="module")
-def frozen_runs(tmp_path_factory, quickdraw_mini):
+CLASSIFIER = {"test_efficientnet": "classifier", "test_vit": "head"}  # a CNN and a ViT (class token, 2x2 patches)
+
+
+@pytest.fixture(scope="module", params=sorted(CLASSIFIER))
+def frozen_runs(request, tmp_path_factory, quickdraw_mini):
     """The same frozen-backbone run without augmentation, uncached and cached, in fp32; then another fold."""
-    runs = {}
+    runs = {"architecture": request.param}
     other_fold = ["--num_folds", "2", "--fold", "1", "--num_train_epochs", "1", "--do_predict", "false"]
     for name, extra in (("uncached", ["--feature_cache", "off"]), ("cached", []), ("fold1", other_fold)):
         output_dir = tmp_path_factory.mktemp(name)
-        flags = tiny_run_flags(quickdraw_mini, output_dir, "--model_name_or_path", "test_efficientnet",
+        flags = tiny_run_flags(quickdraw_mini, output_dir, "--model_name_or_path", request.param,
                                "--freeze_backbone", "true", "--hflip", "0", "--precision", "fp32",
                                "--learning_rate", "0.01", *extra)
         code, log = run_in_this_process(flags)
@@ -131,11 +134,30 @@ def test_the_cached_run_trains_the_same_head_and_predicts_the_same(frozen_runs):
     assert set(got) == set(expected)  # the full backbone and the head, so pipeline() loads it unchanged
     for name in expected:
         assert torch.allclose(got[name].float(), expected[name].float(), atol=1e-5), name
-    assert not torch.equal(got["timm_model.classifier.weight"], torch.zeros_like(got["timm_model.classifier.weight"]))
+    classifier = got[f"timm_model.{CLASSIFIER[frozen_runs['architecture']]}.weight"]
+    assert not torch.equal(classifier, torch.zeros_like(classifier))
     assert np.allclose(np.load(cached / "test_logits.npy"), np.load(uncached / "test_logits.npy"), atol=1e-5)
     assert np.allclose(np.load(cached / "eval_logits.npy"), np.load(uncached / "eval_logits.npy"), atol=1e-5)
     results = [json.loads((run / "all_results.json").read_text()) for run in (cached, uncached)]
     assert results[0]["eval_accuracy"] == results[1]["eval_accuracy"]
+
+
+def test_a_vits_cached_features_are_its_normed_class_token():
+    model, _ = build_model(ModelArguments(model_name_or_path="test_vit", image_size=32), LABELS)
+    freeze_backbone(model)
+    pixels = torch.randn(3, 3, 32, 32)
+    with torch.inference_mode():
+        class_token = model.timm_model.forward_head(model.timm_model.forward_features(pixels), pre_logits=True)
+    assert np.allclose(pooled_features(model.timm_model, pixels), class_token.numpy(), atol=1e-6)
+    assert pooled_head_mismatch(model.timm_model, 32, images=10, views=1) is None
+
+
+def test_an_attention_pool_head_is_not_cached_and_the_reason_gives_the_tokens_size():
+    model, _ = build_model(ModelArguments(model_name_or_path="test_vit", image_size=32, head="attention_pool"), LABELS)
+    reason = pooled_head_mismatch(model.timm_model, 32, images=1000, views=2)
+    tokens, width = 1 + 2 * 2, model.timm_model.num_features  # the class token and 2x2 patches
+    assert "reads every token" in reason and f"all {tokens} tokens x {width}" in reason
+    assert f"{tokens * width * 4 * 1000 * 2 / 2**30:.1f} GiB for these 1000 images x 2 view(s)" in reason
 
 
 def test_another_fold_reuses_the_cache(frozen_runs):
@@ -159,3 +181,9 @@ def test_the_training_split_is_read_into_memory_once_with_every_column():
     assert isinstance(tensors.features, torch.Tensor) and tensors.features.shape == (4, 2, 3)
     assert len(tensors) == 4 and tensors[3]["image_path"] == "3.png" and tensors[3]["label"] == 2
     assert torch.equal(tensors[3]["features"], torch.from_numpy(views[3]))
+
+
+def test_an_mlp_head_on_a_convnext_trains_on_the_cache():
+    model, _ = build_model(ModelArguments(model_name_or_path="test_convnext", image_size=32, head="mlp",
+                                          head_hidden_size=16), LABELS)
+    assert pooled_head_mismatch(model.timm_model, 32, images=10, views=1) is None

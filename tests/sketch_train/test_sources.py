@@ -5,7 +5,13 @@ import sys
 
 from conftest import REPO
 
-from sketch_train.sources import hub_model_id, is_pypi_source, label_names_of, pretrained_source
+from sketch_train.sources import (
+    hub_model_id,
+    is_bare_architecture,
+    is_pypi_source,
+    label_names_of,
+    pretrained_source,
+)
 
 
 def test_label_names_come_in_class_index_order():
@@ -30,3 +36,11 @@ def test_the_light_scripts_modules_do_not_import_torch():
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip() == "[]"
+
+
+def test_pretrained_tags_mean_the_hub_and_bare_names_random_weights():
+    assert hub_model_id("convnext_base.fb_in22k_ft_in1k") == "timm/convnext_base.fb_in22k_ft_in1k"
+    assert pretrained_source("eva02_large_patch14_448.mim_m38m_ft_in22k_in1k") == \
+        "timm/eva02_large_patch14_448.mim_m38m_ft_in22k_in1k"
+    assert is_bare_architecture("convnext_base") and not is_bare_architecture("convnext_base.fb_in22k_ft_in1k")
+    assert hub_model_id(str(REPO)) == str(REPO)  # a folder stays a folder, dots or not
