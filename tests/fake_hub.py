@@ -10,9 +10,12 @@ token on writes, and can be told to fail a route: answer a status once or more, 
         subprocess.run([...], env={"HF_ENDPOINT": hub.url, "HF_TOKEN": "hf_test", "HF_HUB_DISABLE_XET": "1"})
         hub.files("user/repo")  # {path: bytes} at the head of main
         hub.serve_folder("timm/name", Path("checkpoint"))  # a folder on disk, downloadable as timm/name
+        with client_pointed_at(hub):  # or this process's own client
+            build_model(...)
 """
 
 import base64
+import contextlib
 import hashlib
 import json
 import re
@@ -23,6 +26,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+import pytest
 import yaml
 
 GITATTRIBUTES = b"*.safetensors filter=lfs diff=lfs merge=lfs -text\n*.bin filter=lfs diff=lfs merge=lfs -text\n"
@@ -43,6 +47,22 @@ ROUTES = [  # (method, name, pattern)
     ("HEAD", "resolve", rf"/{REPO}/resolve/(?P<rev>[^/]+)/(?P<path>.+)"),
 ]
 WRITES = {"create", "preupload", "commit", "branch", "lfs-batch"}  # lfs-upload stands for a presigned storage URL
+
+
+@contextlib.contextmanager
+def client_pointed_at(hub: "FakeHub"):
+    """huggingface_hub's client in this process pointed at `hub`, anonymous and online, as HF_ENDPOINT points a new
+    process's (the client reads the variables once, at import): for tests of what is downloaded, not of the process."""
+    from huggingface_hub import constants
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(constants, "ENDPOINT", hub.url)
+        patch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", hub.url + "/{repo_id}/resolve/{revision}/{filename}")
+        patch.setattr(constants, "HF_HUB_OFFLINE", False)
+        patch.setattr(constants, "HF_HUB_DISABLE_XET", True)
+        patch.setenv("HF_TOKEN", "")  # no login of the developer's: the test Hub refuses other tokens
+        patch.delenv("HUGGING_FACE_HUB_TOKEN", raising=False)
+        yield
 
 
 class HubError(Exception):

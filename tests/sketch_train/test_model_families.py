@@ -2,29 +2,29 @@
 image size, named every way a user names a model, and the saved run reloads in pipeline().
 
 The checkpoints are the real architectures shrunk (tests/shrunk_models.py), served by the test Hub under their real
-ids to huggingface_hub's real client, each downloaded into an empty cache; the CNN is the real ImageNet-pretrained
+ids to huggingface_hub's real client (in this process, `client_pointed_at`), each downloaded into an empty cache; the CNN is the real ImageNet-pretrained
 tf_efficientnet_lite0 in ../shared, served as timm/tf_efficientnet_lite0.in1k.
 Each backbone tensor must equal the checkpoint's, or timm's resampling of it (position embeddings at a new grid).
 """
 
 import json
+import logging
 from pathlib import Path
 
 import huggingface_hub
 import pytest
 import torch
-from conftest import logged, run_in_this_process, run_script, tiny_run_flags
-from fake_hub import FakeHub
+from conftest import logged, run_in_this_process, tiny_run_flags
+from fake_hub import FakeHub, client_pointed_at
 from PIL import Image
 from safetensors.torch import load_file
 from shrunk_models import save_shrunk
 from test_pretrained_checkpoints import CHECKPOINT
-from test_push_to_hub import hub_env
 from timm.layers import resample_abs_pos_embed
 from transformers import pipeline
 
 from sketch_train.arguments import ModelArguments
-from sketch_train.model import build_model
+from sketch_train.model import ModelSourceError, build_model
 
 LABELS = ["cat", "dog", "fish"]
 LITE0 = "timm/tf_efficientnet_lite0.in1k"  # the real ImageNet weights in ../shared/models
@@ -41,51 +41,41 @@ FAMILIES = {
     "lite0_timm_tag": (LITE0.removeprefix("timm/"), LITE0, None),
 }
 MISSING_ON_THE_HUB = "convnext_atto.d2_in1k"
-# Builds each model in a fresh process, where HF_ENDPOINT (read once, at import) points at the test Hub, downloading
-# into an empty cache of its own, and saves it as Trainer.save_model does; a source that cannot be loaded writes its
-# one-line error instead.
-BUILD = """
-import json, logging, sys
-from sketch_train.arguments import ModelArguments
-from sketch_train.model import ModelSourceError, build_model
 
-class Lines(logging.Handler):
-    def emit(self, record):
-        lines.append(record.levelname + " " + record.getMessage())
 
-logging.getLogger().addHandler(Lines())
-logging.getLogger("sketch_train").setLevel(logging.INFO)
-for source, image_size, out in json.loads(sys.argv[1]):
-    lines = []
-    try:
-        arguments = ModelArguments(model_name_or_path=source, image_size=image_size, cache_dir=out + ".cache")
-        model, processor = build_model(arguments, ["cat", "dog", "fish"])
-        model.save_pretrained(out)
-        processor.save_pretrained(out)
-    except ModelSourceError as error:
-        lines.append("ERROR " + str(error))
-    open(out + ".log", "w").write("\\n".join(lines))
-"""
+def build_and_save(source: str, image_size: int | None, out: Path) -> str:
+    """Build the model as a run does, downloading into an empty cache of its own, and save it as Trainer.save_model
+    does; return the log (a source that cannot be loaded: its one-line error)."""
+    ours = logging.getLogger("sketch_train")
+    level, _ = ours.level, ours.setLevel(logging.INFO)  # as a run sets it (run_classification.setup_logging)
+    with logged() as lines:
+        try:
+            arguments = ModelArguments(model_name_or_path=source, image_size=image_size, cache_dir=f"{out}.cache")
+            model, processor = build_model(arguments, LABELS)
+            model.save_pretrained(out)
+        except ModelSourceError as error:
+            lines.append(f"ERROR {error}")
+        finally:
+            ours.setLevel(level)
+    return "\n".join(lines)
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory) -> dict[str, tuple[Path, Path, str]]:
-    """family -> (checkpoint folder, the saved model's folder, its build log), all built in one process."""
+def built(tmp_path_factory) -> dict[str, tuple[Path | None, Path, str]]:
+    """family -> (checkpoint folder, the saved model's folder, its build log)."""
     if not (CHECKPOINT / "model.safetensors").is_file():
         pytest.skip(f"{CHECKPOINT} not available")  # test_pretrained_checkpoints fails for it under CI
     root = tmp_path_factory.mktemp("families")
     hub_ids = {hub_id for _, hub_id, _ in FAMILIES.values()}
     checkpoints = {hub_id: CHECKPOINT if hub_id == LITE0 else save_shrunk(hub_id, root / "checkpoints" / hub_id)
                    for hub_id in hub_ids}
-    jobs = [(source, size, str(root / family)) for family, (source, _, size) in FAMILIES.items()]
-    jobs.append((MISSING_ON_THE_HUB, 64, str(root / "missing")))
-    with FakeHub(root / "hub", token="hf_unused") as hub:
+    jobs = {family: (source, size, checkpoints[hub_id]) for family, (source, hub_id, size) in FAMILIES.items()}
+    jobs["missing"] = (MISSING_ON_THE_HUB, 64, None)
+    with FakeHub(root / "hub", token="hf_unused") as hub, client_pointed_at(hub):
         for hub_id, folder in checkpoints.items():
             hub.serve_folder(hub_id, folder)
-        result = run_script("-c", BUILD, json.dumps(jobs), env=hub_env(hub, root / "home", token=None), timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return {Path(out).name: (checkpoints.get(FAMILIES.get(Path(out).name, (None, None))[1]), Path(out),
-                             Path(f"{out}.log").read_text()) for _, _, out in jobs}
+        return {family: (checkpoint, root / family, build_and_save(source, size, root / family))
+                for family, (source, size, checkpoint) in jobs.items()}
 
 
 def without_prefix(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

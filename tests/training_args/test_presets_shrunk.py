@@ -2,21 +2,24 @@
 
 Each preset trains two steps on quickdraw-mini, evaluates, predicts, writes its card and reloads in pipeline(); only
 its image size, data, output folder and step count change. What the preset asks for (head, freezing, layer-decay
-groups, drop path, crop) is read off the live model and optimizer when training begins.
+groups, drop path, crop) is read off the live model and optimizer when training begins. The runs are `main()` in this
+process (tests/test_readme_commands.py runs the presets' documented commands as processes).
 """
 
 import json
+import traceback
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
-from conftest import REPO, run_script
-from fake_hub import FakeHub
+from conftest import REPO, logged
+from fake_hub import FakeHub, client_pointed_at
 from PIL import Image
 from shrunk_models import SHRUNK, save_shrunk
-from test_push_to_hub import hub_env
-from transformers import pipeline
+from transformers import TrainerCallback, pipeline
+
+from sketch_train.machine import leave_process_group
 
 PRESETS = REPO / "training_args"
 SIZE = {"convnext_base_448": 64, "convnext_base_448_full": 64, "eva02_large_448_5fold_frozen": 56,
@@ -28,52 +31,48 @@ RUN_ELSEWHERE = {
     "quickdraw100_finetune": "tests/test_readme_commands.py",
     "ablation_quickdraw100": "tests/test_readme_commands.py (scripts/ablation.sh's baseline row)",
 }
-# Runs every preset in one process (importing torch and transformers once), with a callback that records what reached
-# the model and the optimizer; a preset that fails records its traceback and the next one still runs.
-RUN = """
-import json, logging, sys, traceback
-from transformers import TrainerCallback
-import run_classification
+
 
 class Facts(TrainerCallback):
+    """Records what reached the model and the optimizer when training begins, into the run's facts.json."""
+
     def on_train_begin(self, args, state, control, model=None, optimizer=None, **kwargs):
         timm_model = model.timm_model
         facts = {
             "trainable": sorted(n for n, p in timm_model.named_parameters() if p.requires_grad),
             "parameters": sorted(n for n, _ in timm_model.named_parameters()),
-            "lr_scales": sorted({g.get("lr_scale", 1.0) for g in optimizer.param_groups}),
+            "lr_scales": sorted({group.get("lr_scale", 1.0) for group in optimizer.param_groups}),
             "max_drop_path": max([m.drop_prob for m in timm_model.modules() if hasattr(m, "drop_prob")] or [0.0]),
             "classifier_outputs": timm_model.get_classifier().out_features,
         }
-        open(f"{args.output_dir}/facts.json", "w").write(json.dumps(facts))
+        (Path(args.output_dir) / "facts.json").write_text(json.dumps(facts))
 
-class Lines(logging.Handler):
-    def emit(self, record):
-        lines.append(record.getMessage())
 
-logging.getLogger().addHandler(Lines())
-for argv in json.loads(sys.argv[1]):
-    lines, out = [], argv[argv.index("--output_dir") + 1]
-    try:
-        run_classification.main(*run_classification.parse(argv), extra_callbacks=[Facts()])
-    except Exception:
-        lines.append(traceback.format_exc())
-        open(f"{out}.failed", "w").write(traceback.format_exc())
-    open(f"{out}.log", "w").write("\\n".join(lines))
-"""
+def run_preset(argv: list[str]) -> str:
+    """Run one preset in this process as `main()` (with the Facts callback); return its log, or its traceback."""
+    import run_classification  # not at the top: spawned DataLoader workers import this file too
+
+    with logged() as lines:
+        try:
+            run_classification.main(*run_classification.parse(argv), extra_callbacks=[Facts()])
+        except Exception:
+            return traceback.format_exc()
+        finally:
+            leave_process_group()
+    return "\n".join(lines)
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory, quickdraw_mini) -> Path:
+def runs(tmp_path_factory, quickdraw_mini) -> dict[str, tuple[Path, str]]:
+    """preset -> (its output folder, its log), each run against the test Hub serving its shrunk checkpoint."""
     root = tmp_path_factory.mktemp("presets")
-    argvs = [[str(PRESETS / f"{name}.yaml"), "--data_dir", str(quickdraw_mini), "--output_dir", str(root / name),
-              "--image_size", str(size), "--max_steps", "2", "--report_to", "none"] for name, size in SIZE.items()]
-    with FakeHub(root / "hub", token="hf_unused") as hub:
+    with FakeHub(root / "hub", token="hf_unused") as hub, client_pointed_at(hub):
         for hub_id in {yaml.safe_load((PRESETS / f"{name}.yaml").read_text())["model_name_or_path"] for name in SIZE}:
             hub.serve_folder(hub_id, save_shrunk(hub_id, root / "checkpoints" / hub_id))
-        result = run_script("-c", RUN, json.dumps(argvs), env=hub_env(hub, root / "home", token=None), timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return root
+        return {name: (root / name, run_preset([str(PRESETS / f"{name}.yaml"), "--data_dir", str(quickdraw_mini),
+                                                "--output_dir", str(root / name), "--image_size", str(size),
+                                                "--max_steps", "2", "--report_to", "none"]))
+                for name, size in SIZE.items()}
 
 
 def test_every_preset_runs_here_or_elsewhere_in_the_suite():
@@ -83,8 +82,8 @@ def test_every_preset_runs_here_or_elsewhere_in_the_suite():
 
 @pytest.mark.parametrize("name", sorted(SIZE))
 def test_the_preset_trains_evaluates_predicts_and_reloads(runs, name, quickdraw_mini):
-    run = runs / name
-    assert not Path(f"{run}.failed").exists(), Path(f"{run}.failed").read_text()[-3000:]
+    run, log = runs[name]
+    assert "Traceback" not in log, log[-3000:]
     results = json.loads((run / "all_results.json").read_text())
     assert results["epoch"] > 0 and "train_runtime" in results
     assert 0 <= results["eval_accuracy"] <= 1
@@ -99,9 +98,9 @@ def test_the_preset_trains_evaluates_predicts_and_reloads(runs, name, quickdraw_
 @pytest.mark.parametrize("name", sorted(SIZE))
 def test_what_the_preset_asks_for_reaches_the_model(runs, name):
     preset = yaml.safe_load((PRESETS / f"{name}.yaml").read_text())
-    facts = json.loads((runs / name / "facts.json").read_text())
-    config = json.loads((runs / name / "config.json").read_text())
-    log = Path(f"{runs / name}.log").read_text()
+    run, log = runs[name]
+    facts = json.loads((run / "facts.json").read_text())
+    config = json.loads((run / "config.json").read_text())
     assert facts["classifier_outputs"] == 10
     assert config["pretrained_cfg"]["input_size"] == [3, SIZE[name], SIZE[name]]
     assert config["pretrained_cfg"]["crop_pct"] == 1.0  # the whole drawing, not a centre crop
