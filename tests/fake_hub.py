@@ -53,9 +53,11 @@ WRITES = {"create", "preupload", "commit", "branch", "lfs-batch"}  # lfs-upload 
 def client_pointed_at(hub: "FakeHub"):
     """huggingface_hub's client in this process pointed at `hub`, anonymous and online, as HF_ENDPOINT points a new
     process's (the client reads the variables once, at import): for tests of what is downloaded, not of the process."""
+    import transformers.utils.hub
     from huggingface_hub import constants
 
     with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(transformers.utils.hub, "_hf_api", None)  # its shared HfApi keeps the endpoint it was made with
         patch.setattr(constants, "ENDPOINT", hub.url)
         patch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", hub.url + "/{repo_id}/resolve/{revision}/{filename}")
         patch.setattr(constants, "HF_HUB_OFFLINE", False)
