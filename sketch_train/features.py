@@ -63,17 +63,16 @@ def use_cached_features(model, splits: DatasetDict, recipe, to_eval: Callable, t
 
     `recipe.sample_seeds` (advanced by its epoch callback) picks each image's augmented view per epoch.
     """
+    labelled = [name for name in LABELLED if name in splits]
     reason = feature_cache_reason(model_args, data_args, training_args)
     if reason is None:
         model.to(training_args.device)  # where Trainer will put it: a GPU computes the features too
         reason = pooled_head_mismatch(model.timm_model, model.config.pretrained_cfg["input_size"][-1],
-                                      sum(len(splits[name]) for name in LABELLED if name in splits),
-                                      model_args.feature_cache_views + 1)
+                                      sum(len(splits[name]) for name in labelled), model_args.feature_cache_views + 1)
     if reason:
         logger.info("Training from images, without the feature cache: %s.", reason)
         return splits, recipe.collator
     folder = Path(cache_folder or Path(datasets.config.HF_DATASETS_CACHE) / "sketch_preresized")
-    labelled = [name for name in LABELLED if name in splits]
     autocast = torch.float16 if training_args.fp16 else torch.bfloat16 if training_args.bf16 else None
     table = build_feature_table(model.timm_model, concatenate_datasets([splits[name] for name in labelled]), to_eval,
                                 to_train, model_args.feature_cache_views, folder, autocast,
@@ -85,11 +84,10 @@ def use_cached_features(model, splits: DatasetDict, recipe, to_eval: Callable, t
             cached[name] = FeatureTensors(split)
         else:  # torch format: Arrow -> tensor without Python lists; evaluated once per epoch, so Arrow is fast enough
             cached[name] = _eval_view_only(split).with_format("torch", columns=["features"], output_all_columns=True)
-    ndim = _backbone_output_ndim(model.timm_model)
-    accept_pooled_features(model.timm_model, ndim)
+    accept_pooled_features(model.timm_model)
     logger.info("Training the head on cached backbone features (%s): %d images x %d view(s) x %d floats", "pooled "
-                "tokens" if ndim == 3 else "pooled feature map", len(table), model_args.feature_cache_views + 1,
-                model.timm_model.num_features)
+                "tokens" if _outputs_tokens(model.timm_model) else "pooled feature map", len(table),
+                model_args.feature_cache_views + 1, model.timm_model.num_features)
     return cached, FeatureCollator(recipe.sample_seeds, recipe.collator)
 
 
@@ -166,7 +164,7 @@ def pooled_head_mismatch(timm_model, size: int, images: int, views: int) -> str 
                         f"{per_image * images * views / 2**30:.1f} GiB for these {images} images x {views} view(s)")
             pooled = _pooled(timm_model, output)
             same = torch.allclose(timm_model.forward_head(output),
-                                  timm_model.forward_head(_as_backbone_output(timm_model, pooled, output.ndim)),
+                                  timm_model.forward_head(_as_backbone_output(timm_model, pooled)),
                                   atol=1e-5)
     except (RuntimeError, AssertionError, AttributeError) as error:
         return f"the head could not be checked on pooled features ({type(error).__name__}: {error})"
@@ -175,26 +173,26 @@ def pooled_head_mismatch(timm_model, size: int, images: int, views: int) -> str 
     return None if same else f"{type(timm_model).__name__}'s head does not start with an average or class-token pool"
 
 
-def _as_backbone_output(timm_model, pooled: torch.Tensor, ndim: int) -> torch.Tensor:
-    """A backbone output that the head pools back into `pooled`: a 1x1 map, or every token equal to it (so that the
-    average of the patch tokens and the class token both give it)."""
-    if ndim == 4:
-        return pooled[:, :, None, None]
-    return pooled[:, None, :].expand(-1, timm_model.num_prefix_tokens + 1, -1)
+def _as_backbone_output(timm_model, pooled: torch.Tensor) -> torch.Tensor:
+    """A backbone output that the head pools back into `pooled`: every token equal to it (so that the average of the
+    patch tokens and the class token both give it), or a 1x1 map. The head check above builds it the same way, so a
+    model this guesses wrong for is never cached."""
+    if _outputs_tokens(timm_model):
+        return pooled[:, None, :].expand(-1, timm_model.num_prefix_tokens + 1, -1)
+    return pooled[:, :, None, None]
 
 
-def accept_pooled_features(timm_model, ndim: int) -> None:
+def accept_pooled_features(timm_model) -> None:
     """Make `forward_features` take pooled features (batch, C) as computed; images still go through the backbone.
 
     Bound with MethodType, so that a deep copy (the EMA's) dispatches to its own backbone.
     """
-    timm_model.backbone_output_ndim = ndim
     timm_model.forward_features = types.MethodType(_features_or_pooled, timm_model)
 
 
 def _features_or_pooled(self, x: torch.Tensor, **kwargs) -> torch.Tensor:
     if x.ndim == 2:  # cached pooled features, which the head pools back into themselves
-        return _as_backbone_output(self, x, self.backbone_output_ndim)
+        return _as_backbone_output(self, x)
     return type(self).forward_features(self, x, **kwargs)
 
 
@@ -202,9 +200,9 @@ def _backbone(timm_model) -> Callable:
     return lambda pixels: type(timm_model).forward_features(timm_model, pixels)
 
 
-def _backbone_output_ndim(timm_model) -> int:
-    """4 for a feature map, 3 for tokens: whatever has `num_prefix_tokens` (ViT, EVA, DeiT) outputs tokens."""
-    return 3 if hasattr(timm_model, "num_prefix_tokens") else 4
+def _outputs_tokens(timm_model) -> bool:
+    """Whether the backbone outputs tokens (ViT, EVA, DeiT: they have `num_prefix_tokens`) rather than a feature map."""
+    return hasattr(timm_model, "num_prefix_tokens")
 
 
 def _is_channels_last(module: torch.nn.Module) -> bool:

@@ -183,12 +183,12 @@ def _unavailable(source: str, error: OSError) -> ModelSourceError:
 
 def _offline_hint(hub_id: str) -> str:
     """What to do when a Hub checkpoint cannot be had: the user named weights, so never fall back to random ones."""
-    architecture, _, tag = hub_id.removeprefix(f"{TIMM_HUB_OWNER}/").partition(".")
-    if hub_id.startswith(f"{TIMM_HUB_OWNER}/") and not timm.is_model(architecture):
-        return f"timm has no architecture {architecture!r}; similar: {similar_architectures(architecture)}."
     if not hub_id.startswith(f"{TIMM_HUB_OWNER}/"):
         return ("Without network access, use a local checkpoint folder or a bare timm architecture name "
                 "(e.g. convnext_atto, random weights).")
+    architecture, _, tag = hub_id.removeprefix(f"{TIMM_HUB_OWNER}/").partition(".")
+    if not timm.is_model(architecture):
+        return f"timm has no architecture {architecture!r}; similar: {similar_architectures(architecture)}."
     known = timm.list_pretrained(f"{architecture}.*")
     unknown_tag = f" timm knows the tags {', '.join(known[:6]) or 'none'} for {architecture}." if tag and \
         f"{architecture}.{tag}" not in known else ""
@@ -211,8 +211,7 @@ def check_loaded_tensors(timm_model, loading: dict, weights_file: Callable[[], s
     `checkpoint_filter_fn`, as timm does when it loads pretrained weights, and anything else is logged by name.
     """
     head = head_tensor_names(timm_model)
-    resized = sorted(key.removeprefix("timm_model.") for key, *_ in loading["mismatched_keys"])
-    resized = [key for key in resized if key not in head]
+    resized = [key for key in _timm_names(key for key, *_ in loading["mismatched_keys"]) if key not in head]
     restored = _resample_from_checkpoint(timm_model, resized, weights_file) if resized else []
     if restored:
         logger.info("Resampled %s from the checkpoint to this input size (timm's checkpoint_filter_fn)",
@@ -221,14 +220,17 @@ def check_loaded_tensors(timm_model, loading: dict, weights_file: Callable[[], s
         "re-initialised (the checkpoint's shape differs and timm cannot resample it)":
             [key for key in resized if key not in restored],
         "new, initialised from scratch (not in the checkpoint)":
-            sorted(key.removeprefix("timm_model.") for key in loading["missing_keys"]
-                   if key.removeprefix("timm_model.") not in head),
-        "dropped (in the checkpoint, unused by this model)":
-            sorted(key.removeprefix("timm_model.") for key in loading["unexpected_keys"]),
+            [key for key in _timm_names(loading["missing_keys"]) if key not in head],
+        "dropped (in the checkpoint, unused by this model)": _timm_names(loading["unexpected_keys"]),
     }
     for what, keys in problems.items():
         if keys:
             logger.warning("Backbone tensors %s: %s", what, ", ".join(keys))
+
+
+def _timm_names(keys) -> list[str]:
+    """transformers' tensor names (`timm_model.` + timm's), as timm names them, sorted."""
+    return sorted(key.removeprefix("timm_model.") for key in keys)
 
 
 def head_tensor_names(timm_model) -> set[str]:
