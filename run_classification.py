@@ -21,7 +21,7 @@ from sketch_train.arguments import DataArguments, ModelArguments, SketchTraining
 from sketch_train.checkpoints import last_complete_checkpoint
 from sketch_train.curriculum import staged_train_transform
 from sketch_train.disk_checks import OutputDirError, disk_full_message, ensure_writable
-from sketch_train.features import use_cached_features
+from sketch_train.features import image_paths, use_cached_features
 from sketch_train.hub import PushError, push_run, take_over_push
 from sketch_train.inference import Collator, tta_logits
 from sketch_train.machine import keep_freed_memory, leave_process_group
@@ -88,7 +88,7 @@ def main(model_args: ModelArguments, data_args: DataArguments, training_args: Sk
         data.splits["train"].set_transform(recipe.train_batches(BatchTransform(to_train, recipe.sample_seeds)))
     if "validation" in data.splits:
         data.splits["validation"].set_transform(BatchTransform(to_eval))
-    # a frozen backbone: train and validate on its features, computed once (sketch_train/features.py)
+    # a frozen backbone: train, validate and predict on its features, computed once (sketch_train/features.py)
     data.splits, recipe.collator = use_cached_features(model, data.splits, recipe, to_eval, to_train, model_args,
                                                        data_args, training_args, cache_folder)
 
@@ -131,16 +131,15 @@ def main(model_args: ModelArguments, data_args: DataArguments, training_args: Sk
         trainer.save_metrics("eval", output.metrics)
         results.update(output.metrics)
         if trainer.is_world_process_zero():
-            image_paths = data.splits["validation"].with_format(None)["image_path"]
-            write_eval_predictions(image_paths, output.label_ids, output.predictions, label_names,
-                                   training_args.output_dir)
+            write_eval_predictions(image_paths(data.splits["validation"]), output.label_ids, output.predictions,
+                                   label_names, training_args.output_dir)
 
     # 7. Predict: submission.csv in test.csv's order, with optional TTA
     if training_args.do_predict:
         test = data.splits["test"]
         logits = tta_logits(trainer, test, to_eval, data_args.tta)
         if trainer.is_world_process_zero():
-            path = write_submission(test.with_format(None)["image_path"], logits, training_args.output_dir)
+            path = write_submission(image_paths(test), logits, training_args.output_dir)
             logger.info("Wrote %s (%d rows)", path, len(logits))
 
     # 8. Model card, then the push of the final model with it

@@ -4,10 +4,16 @@ Training and evaluation both start with the processor's eval resize (shorter sid
 the cache stores `resize(to_rgb(image))` losslessly (PNG in Arrow; one channel when all three are equal), so
 that step becomes a no-op on the cached image and every later transform gives exactly the tensors of an
 uncached run, while data loading no longer decodes a large JPEG and resamples it for every epoch.
+
+There is one cache file per set of images and resize: train.csv's images (however a fold, a seed or
+--validation_split divides them) and test.csv's, keyed on the files' paths, sizes and modification times.
+Each cached image keeps its original's path beside its bytes, so that what is computed from the cache (the
+frozen-backbone features, sketch_train/features.py) is keyed on the files too, without reading the bytes.
 """
 
 import contextlib
 import fcntl
+import io
 import logging
 import os
 import re
@@ -17,21 +23,24 @@ from pathlib import Path
 import datasets
 import PIL.Image
 import pyarrow as pa
+import pyarrow.compute as pc
 from datasets import Dataset, DatasetDict, Features, Image, concatenate_datasets
-from datasets.fingerprint import Hasher
 from PIL import ImageChops
 from torchvision import transforms
 from torchvision.transforms import v2
 
+from .dataset import LABELLED
 from .images import to_rgb
+from .keys import key_of
 from .processes import multiprocess_children_die_with_parent
 
 logger = logging.getLogger(__name__)
 Resize = transforms.Resize | v2.Resize  # timm's processors build the v1 one
-CACHE_VERSION = 2  # bump when what is stored changes, so old files are not reused
+CACHE_VERSION = 3  # bump when what is stored changes, so old files are not reused
 MIN_IMAGES_PER_PROCESS = 1000  # below this, starting processes costs more than it saves
 OFF = ("off", "none", "")
 LOCK_FILE = ".build.lock"
+PNG_LEVEL = 1  # zlib level: measured against 6 and raw arrays in docs/speed.md (scripts/benchmark_cache_encoding.py)
 # tempfile.NamedTemporaryFile's names, which datasets.map writes its cache files under until they are complete
 DATASETS_TEMPORARY = re.compile(r"^tmp[a-z0-9_]{8}$")
 
@@ -54,9 +63,40 @@ def preresize_folder(option: str, augment_policy: str, processor) -> Path | None
 
 
 def preresize_splits(splits: DatasetDict, processor, cache_dir: str | Path) -> DatasetDict:
-    """Every split with its `image` column replaced by the cached, pre-resized images (built where missing)."""
+    """Every split with its `image` column replaced by the cached, pre-resized images (built where missing).
+
+    The cache holds one file per set of images, not per split: train.csv's images (training and validation
+    together, however a fold or seed splits them) and test.csv's. Every fold, seed and rerun reads the same file.
+    """
     resize = eval_resize(processor)
-    return DatasetDict({name: preresized(split, resize, cache_dir) for name, split in splits.items()})
+    cached = DatasetDict()
+    for names in _image_sets(splits):
+        whole = concatenate_datasets([splits[name].with_format(None) for name in names])
+        files = source_files(whole)
+        order = sorted(range(len(files)), key=files.__getitem__)  # the cache's rows: its files, sorted
+        images = preresized(sorted(files), resize, cache_dir)
+        # Labels and paths come from the current CSVs, never from the cache; they are small, so put in the
+        # cache's row order in memory, and the image column (large) is read from the cache file as it is.
+        others = whole.remove_columns("image")
+        others = Dataset.from_pandas(others.to_pandas().iloc[order], features=others.features, preserve_index=False)
+        everything = concatenate_datasets([images, others], axis=1)
+        row_of = {row: position for position, row in enumerate(order)}
+        start = 0
+        for name in names:
+            cached[name] = everything.select([row_of[row] for row in range(start, start + len(splits[name]))])
+            start += len(splits[name])
+    return cached
+
+
+def _image_sets(splits: DatasetDict) -> list[list[str]]:
+    """The splits grouped by the CSV their images come from: the labelled ones together, then each other one."""
+    labelled = [name for name in LABELLED if name in splits]
+    return [names for names in [labelled] + [[name] for name in splits if name not in LABELLED] if names]
+
+
+def source_files(dataset: Dataset) -> list[str]:
+    """The image file of each row: the original's path, which pre-resized images keep beside their bytes."""
+    return pc.struct_field(dataset.select_columns(["image"]).with_format("arrow")[:]["image"], "path").to_pylist()
 
 
 def eval_resize(processor) -> Resize:
@@ -71,9 +111,9 @@ def _starts_with_resize(processor) -> bool:
     return isinstance(processor.val_transforms.transforms[0], (transforms.Resize, v2.Resize))
 
 
-def preresized(dataset: Dataset, resize: Resize, cache_dir: str | Path) -> Dataset:
-    """`dataset` with `image` = resize(to_rgb(image)), read from `cache_dir` when these files were done before."""
-    path = Path(cache_dir) / f"preresized-{_cache_key(dataset, resize)}.arrow"
+def preresized(files: list[str], resize: Resize, cache_dir: str | Path) -> Dataset:
+    """`image` = resize(to_rgb(file)) for each file, read from `cache_dir` when these files were done before."""
+    path = Path(cache_dir) / f"preresized-{_cache_key(files, resize)}.arrow"
     path.parent.mkdir(parents=True, exist_ok=True)
     cores = len(os.sched_getaffinity(0))
     # datasets writes each Arrow file under a tmpXXXXXXXX name and renames it when complete, so a killed build
@@ -84,18 +124,18 @@ def preresized(dataset: Dataset, resize: Resize, cache_dir: str | Path) -> Datas
         cached = [file for file in sorted(path.parent.glob(f"{path.stem}*.arrow")) if _readable(file)]
         if cached:  # one file, or one per process that built it
             logger.info("Reusing pre-resized images from %s", path)
-        images = dataset.select_columns(["image"]).map(
+        originals = Dataset.from_dict({"image": files}, features=Features({"image": Image(decode=False)}))
+        images = originals.map(
             _resize_batch, batched=True, batch_size=100, fn_kwargs={"resize": resize},
             features=Features({"image": Image()}),
-            cache_file_name=str(path), num_proc=min(cores, len(dataset) // MIN_IMAGES_PER_PROCESS) or None,
-            desc=f"Pre-resizing {len(dataset)} images to {resize.size}",
+            cache_file_name=str(path), num_proc=min(cores, len(files) // MIN_IMAGES_PER_PROCESS) or None,
+            desc=f"Pre-resizing {len(files)} images to {resize.size}",
         )
         for file in path.parent.glob(f"{path.stem}*.arrow"):
             if file not in cached:  # newly built: make it durable before a later run trusts it
                 with open(file, "rb") as handle:
                     os.fsync(handle.fileno())
-    # Labels and paths come from the current CSVs, never from the cache.
-    return concatenate_datasets([images, dataset.remove_columns("image")], axis=1)
+    return images
 
 
 @contextlib.contextmanager
@@ -138,7 +178,17 @@ def _remove_stale_temporaries(cache_dir: Path) -> None:
 
 
 def _resize_batch(batch: dict, resize: Resize) -> dict:
-    return {"image": [_gray_if_exactly_gray(resize(to_rgb(image))) for image in batch["image"]]}
+    """Each image as PNG bytes, beside its original's path: the feature cache keys on the files, not on bytes."""
+    return {"image": [{"bytes": _resized_png(image["path"], resize), "path": image["path"]}
+                      for image in batch["image"]]}
+
+
+def _resized_png(file: str, resize: Resize) -> bytes:
+    with PIL.Image.open(file) as image:
+        small = _gray_if_exactly_gray(resize(to_rgb(image)))
+    buffer = io.BytesIO()
+    small.save(buffer, format="PNG", compress_level=PNG_LEVEL)
+    return buffer.getvalue()
 
 
 def _gray_if_exactly_gray(image: PIL.Image.Image) -> PIL.Image.Image:
@@ -149,8 +199,17 @@ def _gray_if_exactly_gray(image: PIL.Image.Image) -> PIL.Image.Image:
     return red if same else image
 
 
-def _cache_key(dataset: Dataset, resize: Resize) -> str:
+def _cache_key(files: list[str], resize: Resize) -> str:
     """Changes when any image file (path, size, modification time) or the resize changes."""
-    files = [image["path"] for image in dataset.cast_column("image", Image(decode=False))["image"]]
-    stats = [(os.stat(file).st_size, os.stat(file).st_mtime_ns) for file in files]
-    return Hasher.hash([CACHE_VERSION, repr(resize), files, stats])
+    return key_of(CACHE_VERSION, PNG_LEVEL, repr(resize), files_fingerprint(files))
+
+
+def files_fingerprint(files: list[str]) -> list[tuple]:
+    """(path, size, modification time) of each file: what a cache built from the files is keyed on, without
+    reading them (at the competition's size their bytes are gigabytes)."""
+    return [(file, *_size_and_time(file)) for file in files]
+
+
+def _size_and_time(file: str) -> tuple[int, int]:
+    stat = os.stat(file)
+    return stat.st_size, stat.st_mtime_ns

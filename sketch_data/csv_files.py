@@ -147,32 +147,27 @@ def _check_targets_match_class_names(frame: pd.DataFrame, csv_path: str | Path) 
 
 
 def _resolve_image_files(frame: pd.DataFrame, csv_path: str | Path, image_dir: str | Path) -> list[str]:
-    root = Path(os.path.abspath(image_dir))
-    if not root.is_dir():
+    root = os.path.abspath(image_dir)
+    if not os.path.isdir(root):
         raise SketchDataError(f"{image_dir}: image folder not found (needed by {csv_path}).")
     # Normalise the text of the path (no symlinks followed): "../" and absolute paths cannot leave the folder,
-    # while symlinks placed inside it by the data's owner (a cache, git-annex) keep working.
-    files = [Path(os.path.normpath(root / p)) for p in frame["image_path"]]
-    escaping = frame[[Path(p).is_absolute() or not f.is_relative_to(root) for p, f in zip(frame.image_path, files)]]
+    # while symlinks placed inside it by the data's owner (a cache, git-annex) keep working. os.path, not pathlib:
+    # a third of the time, which counts at 25,000 images in every fold.
+    files = [os.path.normpath(os.path.join(root, p)) for p in frame["image_path"]]
+    inside = os.path.join(root, "")
+    escaping = frame[[os.path.isabs(p) or not f.startswith(inside) for p, f in zip(frame.image_path, files)]]
     if len(escaping):
         raise SketchDataError(
             f"{csv_path}: {_lines(escaping)}: image_path {_quoted(escaping.image_path.iloc[0])} points outside the image "
             f"folder {root}. image_path must be relative to that folder and stay inside it."
         )
-    missing = frame[[not _is_file(f) for f in files]]
+    missing = frame[[not os.path.isfile(f) for f in files]]  # False, not an error, for a name too long
     if len(missing):
         raise SketchDataError(
             f"{csv_path}: {_lines(missing)}: image not found under {root} "
             f"(first: {_quoted(missing.image_path.iloc[0])}). Restore the files or delete those rows."
         )
-    return [str(f) for f in files]
-
-
-def _is_file(path: Path) -> bool:
-    try:
-        return path.is_file()
-    except OSError:  # e.g. a name too long for the file system (ENAMETOOLONG): not a file we can read
-        return False
+    return files
 
 
 def _quoted(value, limit: int = MAX_SHOWN) -> str:

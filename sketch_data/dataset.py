@@ -5,6 +5,7 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import datasets
 import PIL.Image
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Image, Value
 
@@ -14,6 +15,7 @@ from .labels import readable_names
 from .splits import split_indices
 
 logger = logging.getLogger(__name__)
+LABELLED = ("train", "validation")  # the splits of train.csv's images
 IMAGE_EXTENSIONS = set(PIL.Image.registered_extensions())  # every format Pillow reads, as '.jpeg', '.png', ...
 
 
@@ -141,7 +143,8 @@ def _checked_images(frame, csv_path, policy: str, check_images: bool):
     """Return (the rows whose images decode, how many were skipped, how many have odd sizes)."""
     if not check_images:
         return frame, 0, 0
-    scan = scan_images(frame["file"].tolist(), desc=f"Checking {Path(csv_path).name} images")
+    scan = scan_images(frame["file"].tolist(), desc=f"Checking {Path(csv_path).name} images",
+                       remember_in=Path(datasets.config.HF_DATASETS_CACHE) / "sketch_checked")
     if scan.odd_size:
         logger.warning("%s: %d image(s) of odd size, kept and resized like the others: %s", csv_path,
                        len(scan.odd_size), _listing(frame, scan.odd_size))

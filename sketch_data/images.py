@@ -1,12 +1,21 @@
 """Decode any image the competition data may hold into the RGB sketch the model expects."""
 
+import json
+import logging
 import os
+import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 from tqdm.auto import tqdm
+
+from .atomic import atomic_write
+from .keys import key_of
+
+logger = logging.getLogger(__name__)
 
 WHITE = (255, 255, 255)
 # Training runs at 128-448 px; a 20000x50 strip would otherwise be resized to ~90000 px wide.
@@ -16,6 +25,7 @@ CHECK_DRAFT_SIZE = (64, 64)
 # Images that decode but can hardly hold a sketch: kept (they are valid files), but counted and listed.
 MIN_SIDE = 8
 MAX_ASPECT = 20
+CHECK_RECORD_VERSION = 1  # bump when inspect_image's verdicts change, so old records are not reused
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
@@ -72,11 +82,54 @@ class ImageScan:
     odd_size: dict[str, str] = field(default_factory=dict)
 
 
-def scan_images(files: list[str], num_threads: int = 4, desc: str = "Checking images") -> ImageScan:
-    """Decode every file once (Pillow releases the GIL, so threads overlap) and report the bad and odd ones."""
+def scan_images(files: list[str], num_threads: int = 4, desc: str = "Checking images",
+                remember_in: Path | None = None) -> ImageScan:
+    """Decode every file once (Pillow releases the GIL, so threads overlap) and report the bad and odd ones.
+
+    With `remember_in` (a folder), what was found is kept there, and a later scan of the same files decodes only
+    those whose size or modification time changed since (a rerun, another fold: ~3 ms per JPEG otherwise).
+    """
+    start = time.perf_counter()
+    record = _record_file(files, remember_in) if remember_in else None
+    known = _read_record(record)
+    stats = {file: _size_and_time(file) for file in files}
+    todo = [file for file in files if file not in known or tuple(known[file][:2]) != stats[file]]
     with ThreadPoolExecutor(num_threads) as pool:
-        found = list(tqdm(pool.map(inspect_image, files), total=len(files), desc=desc, unit="img"))
+        found = dict(zip(todo, tqdm(pool.map(inspect_image, todo), total=len(todo), desc=desc, unit="img",
+                                    disable=not todo)))
+    results = {file: found[file] if file in found else tuple(known[file][2:]) for file in files}
+    if record is not None:
+        if todo:  # else the record says it all already
+            _write_record(record, {file: [*stats[file], *results[file]] for file in files if stats[file]})
+        logger.info("%s: decoded %d image(s) in %.1f s; %d unchanged since the last check were not decoded again.",
+                    desc, len(todo), time.perf_counter() - start, len(files) - len(todo))
     return ImageScan(
-        bad={f: bad for f, (bad, _) in zip(files, found) if bad},
-        odd_size={f: odd for f, (_, odd) in zip(files, found) if odd},
+        bad={f: bad for f, (bad, _) in results.items() if bad},
+        odd_size={f: odd for f, (_, odd) in results.items() if odd},
     )
+
+
+def _size_and_time(file: str) -> tuple[int, int] | None:
+    try:
+        stat = os.stat(file)
+    except OSError:
+        return None  # inspect_image says what is wrong with it
+    return stat.st_size, stat.st_mtime_ns
+
+
+def _record_file(files: list[str], folder: Path) -> Path:
+    """One record per set of files (train.csv's, test.csv's)."""
+    return folder / f"{key_of(CHECK_RECORD_VERSION, sorted(os.path.abspath(file) for file in files))}.json"
+
+
+def _read_record(record: Path | None) -> dict[str, list]:
+    try:
+        return json.loads(record.read_text()) if record else {}
+    except (OSError, ValueError):
+        return {}  # none yet, or unreadable: check everything again
+
+
+def _write_record(record: Path, entries: dict[str, list]) -> None:
+    record.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_write(record, "w") as file:
+        json.dump(entries, file)

@@ -1,18 +1,24 @@
 """Frozen-backbone feature cache: the backbone runs once per image and view, the head trains on its pooled output.
 
 With `--freeze_backbone true` and no unfrozen blocks, every epoch would run the same frozen backbone over the same
-images again. Instead, the pooled features of the eval view (and of `--feature_cache_views` K augmented views) of
-every labelled image (a CNN's spatially averaged map; a ViT's or EVA's average or class token, after its frozen
-norm) are computed once, with `datasets.map` (batched, under inference_mode, in eval mode), into an
-Arrow file in the pre-resize cache's folder. The training and validation splits then hold those features, and the
-*same* model trains on them with the same Trainer: its `forward_features` takes a batch of pooled features
-(2-D) as already computed and runs the full backbone on images (4-D), so checkpoints, the saved model (backbone +
-head), `pipeline()`, `--do_predict` and the model card are those of an uncached run. First the head is checked to
-give the same logits from the pooled features as from the whole backbone output; where it does not (an
-attention-pool head reads every token), the run trains from images and says why.
+images again. Instead, the pooled features (a CNN's spatially averaged map; a ViT's or EVA's average or class
+token, after its frozen norm) are computed once per image and view, through a DataLoader with the run's data
+workers, in eval mode under inference_mode, and kept in the pre-resize cache's folder as one `.npy` file per
+view (images x C floats, rows in image_path order):
+- train.csv's images: the eval view and `--feature_cache_views` K augmented views (seeded per image, not per run);
+- test.csv's images, with --do_predict: the eval view and each `--tta` flip, so that every fold predicts the test
+  set, with TTA, from its head alone.
+The training, validation and test splits then hold those features, and the *same* model trains and predicts on
+them with the same Trainer: its `forward_features` takes a batch of pooled features (2-D) as already computed and
+runs the full backbone on images (4-D), so checkpoints, the saved model (backbone + head), `pipeline()` and the
+model card are those of an uncached run. First the head is checked to give the same logits from the pooled
+features as from the whole backbone output; where it does not (an attention-pool head reads every token), the run
+trains from images and says why.
 
-The cache is keyed by the images' content, the frozen weights, the transforms and K, not by the split: every fold
-of a k-fold run (the same labelled images, split differently) and every seed reuse it.
+Each file is keyed by the images' files (path, size, modification time: not their bytes), the frozen weights, the
+view's transform and the precision, not by the split: every fold of a k-fold run (the same images, split
+differently), every seed and every rerun reuse it, and a new view (another K, another TTA flip) computes only
+itself. Under several processes the main one computes the files first; the others read them.
 """
 
 import hashlib
@@ -20,24 +26,34 @@ import logging
 import re
 import types
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import datasets
 import numpy as np
 import torch
-from datasets import Array2D, Dataset, DatasetDict, Features, concatenate_datasets
-from datasets import Image as ImageFeature
-from datasets.fingerprint import Hasher
+from datasets import Dataset, DatasetDict, concatenate_datasets
 from timm.models.vision_transformer import global_pool_nlc
+from tqdm.auto import tqdm
 
-from sketch_data.cache import building_in
-from sketch_data.transforms import BatchTransform, SampleSeeds
+from sketch_data.atomic import atomic_write, remove_stale_temporaries
+from sketch_data.cache import files_fingerprint, source_files
+from sketch_data.dataset import LABELLED
+from sketch_data.keys import key_of
+from sketch_data.transforms import BatchTransform, Flipped, SampleSeeds
 
 logger = logging.getLogger(__name__)
-FEATURE_CACHE_VERSION = 1  # bump when what is stored changes, so old files are not reused
+FEATURE_CACHE_VERSION = 2  # bump when what is stored changes, so old files are not reused
 VIEW_SEED = 0  # the augmented views do not depend on the training seed, so that seeds share one cache
-LABELLED = ("train", "validation")  # the test split is predicted from images, by the full model
 NLC_POOLS = ("avg", "token", "max", "avgmax")  # the token poolings global_pool_nlc does: one vector per image
+
+
+@dataclass
+class View:
+    """One way of turning an image into model inputs, and the words that identify it in a cache key."""
+
+    key: str
+    transform: BatchTransform
 
 
 def feature_cache_reason(model_args, data_args, training_args) -> str | None:
@@ -72,60 +88,135 @@ def use_cached_features(model, splits: DatasetDict, recipe, to_eval: Callable, t
     if reason:
         logger.info("Training from images, without the feature cache: %s.", reason)
         return splits, recipe.collator
-    folder = Path(cache_folder or Path(datasets.config.HF_DATASETS_CACHE) / "sketch_preresized")
-    autocast = torch.float16 if training_args.fp16 else torch.bfloat16 if training_args.bf16 else None
-    table = build_feature_table(model.timm_model, concatenate_datasets([splits[name] for name in labelled]), to_eval,
-                                to_train, model_args.feature_cache_views, folder, autocast,
-                                training_args.per_device_eval_batch_size)
+    store = FeatureStore(model.timm_model, cache_folder, training_args)
+    train_views = training_views(to_eval, to_train, model_args.feature_cache_views)
     cached = DatasetDict(splits)
-    for name in labelled:
-        split = _features_of(splits[name], table)
-        if name == "train":
-            cached[name] = FeatureTensors(split)
-        else:  # torch format: Arrow -> tensor without Python lists; evaluated once per epoch, so Arrow is fast enough
-            cached[name] = _eval_view_only(split).with_format("torch", columns=["features"], output_all_columns=True)
+    for name, features in store.features_of({name: splits[name] for name in labelled}, train_views).items():
+        cached[name] = features if name == "train" else features.view(0)
+    if "test" in splits and training_args.do_predict:  # every fold and TTA view predicts from these
+        cached["test"] = store.features_of({"test": splits["test"]}, tta_views(to_eval, data_args.tta))["test"]
     accept_pooled_features(model.timm_model)
-    logger.info("Training the head on cached backbone features (%s): %d images x %d view(s) x %d floats", "pooled "
-                "tokens" if _outputs_tokens(model.timm_model) else "pooled feature map", len(table),
-                model_args.feature_cache_views + 1, model.timm_model.num_features)
+    logger.info("Training the head on cached backbone features (%s): %d images x %d view(s) x %d floats%s",
+                "pooled tokens" if _outputs_tokens(model.timm_model) else "pooled feature map",
+                sum(len(splits[name]) for name in labelled), len(train_views), model.timm_model.num_features,
+                f"; test.csv's {len(splits['test'])} images x {len(data_args.tta) + 1} view(s) too"
+                if "test" in cached and isinstance(cached["test"], FeatureTensors) else "")
     return cached, FeatureCollator(recipe.sample_seeds, recipe.collator)
 
 
-def build_feature_table(timm_model, images: Dataset, to_eval: Callable, to_train: Callable, views: int,
-                        folder: Path, autocast_dtype: torch.dtype | None, batch_size: int) -> Dataset:
-    """`image_path` and `features` (views + 1, C): view 0 the eval transform, then `views` augmented ones."""
-    images = images.with_format(None).select_columns(["image", "image_path"]).sort("image_path")
-    key = Hasher.hash([FEATURE_CACHE_VERSION, _content_key(images), _weights_key(timm_model), _describe(to_eval),
-                       _describe(to_train) if views else None, views, VIEW_SEED, str(autocast_dtype)])
-    path = folder / f"features-{key}.arrow"
-    folder.mkdir(parents=True, exist_ok=True)
-    if path.is_file():
-        logger.info("Reusing cached backbone features from %s", path)
-    transforms = [BatchTransform(to_eval)] + [BatchTransform(to_train, _view_seeds(view)) for view in range(views)]
-    width = timm_model.num_features
-    was_training = timm_model.training
-    timm_model.eval()  # BatchNorm statistics and dropout as in the frozen training (see optim.freeze_backbone)
+def training_views(to_eval: Callable, to_train: Callable, augmented: int) -> list[View]:
+    """The eval view, then `augmented` views of the training transform, each seeded per image by the view alone."""
+    return [View(f"eval {_describe(to_eval)}", BatchTransform(to_eval))] + [
+        View(f"train {_describe(to_train)} seed {VIEW_SEED} view {view}", BatchTransform(to_train, _view_seeds(view)))
+        for view in range(augmented)]
+
+
+def tta_views(to_eval: Callable, tta: list[str]) -> list[View]:
+    """The eval view, then each flip of `--tta`, in the order tta_logits averages them."""
+    return [View(f"eval {_describe(to_eval)}", BatchTransform(to_eval))] + [
+        View(f"{name} {_describe(to_eval)}", BatchTransform(Flipped(to_eval, horizontal=(name == "hflip"))))
+        for name in tta]
+
+
+class FeatureStore:
+    """Pooled features of images, one `.npy` file per set of images and view, computed where missing."""
+
+    def __init__(self, timm_model, folder: Path | None, training_args):
+        self.timm_model = timm_model
+        self.folder = Path(folder or Path(datasets.config.HF_DATASETS_CACHE) / "sketch_preresized")
+        self.autocast = torch.float16 if training_args.fp16 else torch.bfloat16 if training_args.bf16 else None
+        self.batch_size = training_args.per_device_eval_batch_size
+        self.workers = training_args.dataloader_num_workers
+        self.main_process_first = training_args.main_process_first
+        self.is_local_main = getattr(training_args, "local_process_index", 0) == 0
+        self.weights = _weights_key(timm_model)
+
+    def features_of(self, splits: dict[str, Dataset], views: list[View]) -> dict[str, "FeatureTensors"]:
+        """Each split's features (images, views, C), in its own row order, with its labels and paths."""
+        splits = {name: split.with_format(None) for name, split in splits.items()}  # not the training transforms
+        images = concatenate_datasets(list(splits.values())).select_columns(["image", "image_path"])
+        paths = images["image_path"][:]
+        images = images.select(sorted(range(len(paths)), key=paths.__getitem__))  # one order for every split
+        paths = images["image_path"][:]
+        images_key = key_of(list(zip(paths, files_fingerprint(source_files(images)))))
+        files = {view.key: self.folder / f"features-{self._key(images_key, view)}.npy" for view in views}
+        with self.main_process_first(desc="computing the backbone features"):
+            arrays = {key: _readable_features(file, len(images)) for key, file in files.items()}
+            missing = [view for view in views if arrays[view.key] is None]
+            if missing:
+                arrays |= self._compute(images, missing, files)
+                if not self.is_local_main:  # it went first and should have left them: the work is done twice
+                    logger.warning("This process computed %d view(s) of backbone features itself: the main process "
+                                   "did not leave them in %s.", len(missing), self.folder)
+                logger.info("Computed %d of %d view(s) of the backbone features of %d images, into %s",
+                            len(missing), len(views), len(images), self.folder)
+            else:
+                logger.info("Reusing cached backbone features of %d images x %d view(s) from %s", len(images),
+                            len(views), self.folder)
+        row_of = {path: row for row, path in enumerate(paths)}
+        features = {}
+        for name, split in splits.items():
+            rows = [row_of[path] for path in split["image_path"][:]]
+            per_view = [arrays[view.key][rows] for view in views]  # read from the files into memory
+            features[name] = FeatureTensors(torch.from_numpy(np.stack(per_view, axis=1)),
+                                            split.remove_columns("image")[:])
+        return features
+
+    def _key(self, images_key: str, view: View) -> str:
+        return key_of(FEATURE_CACHE_VERSION, images_key, self.weights, view.key, str(self.autocast))
+
+    def _compute(self, images: Dataset, views: list[View], files: dict[str, Path]) -> dict[str, np.ndarray]:
+        """Decode each image once, make every missing view of it, and run the backbone over them in batches."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(self.folder)  # what writers killed before their rename left
+        loader = torch.utils.data.DataLoader(images.with_transform(_AllViews([view.transform for view in views])),
+                                             batch_size=self.batch_size, num_workers=self.workers,
+                                             collate_fn=_stack_views)
+        width = self.timm_model.num_features
+        arrays = {view.key: np.empty((len(images), width), np.float32) for view in views}
+        was_training = self.timm_model.training
+        self.timm_model.eval()  # BatchNorm statistics and dropout as in the frozen training (see optim.freeze_backbone)
+        try:
+            start = 0
+            for pixels in tqdm(loader, desc=f"Computing backbone features of {len(images)} images x {len(views)} "
+                                            "view(s)", unit="batch"):
+                for index, view in enumerate(views):
+                    arrays[view.key][start:start + len(pixels)] = pooled_features(self.timm_model, pixels[:, index],
+                                                                                  self.autocast)
+                start += len(pixels)
+        finally:
+            self.timm_model.train(was_training)
+        for view in views:
+            with atomic_write(files[view.key], "wb") as file:
+                np.save(file, arrays[view.key])
+        return arrays
+
+
+class _AllViews:
+    """A batch of images -> each image's views stacked (views, 3, H, W): decoded once, transformed per view."""
+
+    def __init__(self, transforms: list[BatchTransform]):
+        self.transforms = transforms
+
+    def __call__(self, batch: dict) -> dict:
+        views = [transform(batch)["pixel_values"] for transform in self.transforms]
+        return {"views": [torch.stack(per_image) for per_image in zip(*views)]}
+
+
+def _stack_views(examples: list[dict]) -> torch.Tensor:
+    return torch.stack([example["views"] for example in examples])
+
+
+def _readable_features(file: Path, images: int) -> np.ndarray | None:
+    """The cached array, or None where there is none yet or it does not read whole (then it is computed again)."""
+    if not file.is_file():
+        return None
     try:
-        with building_in(folder):
-            table = images.map(
-                _encode_batch, batched=True, batch_size=batch_size, remove_columns=["image"],
-                fn_kwargs={"timm_model": timm_model, "transforms": transforms, "autocast_dtype": autocast_dtype},
-                features=Features({"image_path": images.features["image_path"],
-                                   "features": Array2D((views + 1, width), "float32")}),
-                cache_file_name=str(path), new_fingerprint=key,  # the key, not a hash of the model and transforms
-                desc=f"Computing backbone features of {len(images)} images x {views + 1} view(s)",
-            )
-    finally:
-        timm_model.train(was_training)
-    return table
-
-
-def _encode_batch(batch: dict, timm_model, transforms: list[BatchTransform], autocast_dtype) -> dict:
-    views = []
-    for transform in transforms:
-        pixels = torch.stack(transform({"image": batch["image"], "image_path": batch["image_path"]})["pixel_values"])
-        views.append(pooled_features(timm_model, pixels, autocast_dtype))
-    return {"image_path": batch["image_path"], "features": np.stack(views, axis=1)}
+        array = np.load(file, mmap_mode="r")
+    except (ValueError, OSError) as error:
+        logger.warning("Computing %s again: it does not read (%s).", file, error)
+        return None
+    return array if array.ndim == 2 and len(array) == images else None
 
 
 def pooled_features(timm_model, pixels: torch.Tensor, autocast_dtype: torch.dtype | None = None) -> np.ndarray:
@@ -211,21 +302,35 @@ def _is_channels_last(module: torch.nn.Module) -> bool:
 
 
 class FeatureTensors(torch.utils.data.Dataset):
-    """A training split's cached features, read from the Arrow table once into one tensor (images, views, C).
+    """A split's cached features in memory, one tensor (images, views, C), with its other columns (labels, paths).
 
     Trainer's loader reads every example every epoch; decoding an Arrow row costs ~0.1 ms, more than the linear
-    head's whole step per image, so the examples are indexed from memory instead (~8 KB per image and view).
+    head's whole step per image, so the examples are indexed from memory instead (~4-8 KB per image and view).
     """
 
-    def __init__(self, split: Dataset):
-        self.features = split.with_format("torch", columns=["features"])[:]["features"]  # [:]: read, not a view
-        self.columns = split.with_format(None).remove_columns("features")[:]
+    def __init__(self, features: torch.Tensor, columns: dict[str, list]):
+        self.features, self.columns = features, columns
 
     def __len__(self) -> int:
         return len(self.features)
 
     def __getitem__(self, row: int) -> dict:
         return {"features": self.features[row]} | {name: values[row] for name, values in self.columns.items()}
+
+    @property
+    def views(self) -> int:
+        return self.features.shape[1]
+
+    def view(self, index: int) -> "FeatureTensors":
+        """The same images with one view only: validation's eval view, or one TTA view of the test images."""
+        return FeatureTensors(self.features[:, index:index + 1], self.columns)
+
+
+def image_paths(split) -> list[str]:
+    """`image_path` of each row, of a split of images or of cached features."""
+    if isinstance(split, FeatureTensors):
+        return list(split.columns["image_path"])
+    return split.with_format(None)["image_path"][:]
 
 
 class FeatureCollator:
@@ -250,36 +355,10 @@ class FeatureCollator:
         return 1 + self.seeds.seed_for(example["image_path"]) % augmented if augmented else 0
 
 
-def _features_of(split: Dataset, table: Dataset) -> Dataset:
-    """`split` (labels, paths, in its order) with the cached features of its images instead of the images."""
-    row_of = {path: row for row, path in enumerate(table["image_path"])}
-    split = split.with_format(None)
-    features = table.select([row_of[path] for path in split["image_path"]]).select_columns(["features"])
-    return concatenate_datasets([features, split.remove_columns("image")], axis=1)
-
-
-def _eval_view_only(split: Dataset) -> Dataset:
-    width = split.features["features"].shape[1]
-    return split.map(lambda batch: {"features": [views[:1] for views in batch["features"]]}, batched=True,
-                     features=Features({**split.features, "features": Array2D((1, width), "float32")}),
-                     keep_in_memory=True, desc="Eval views")
-
-
 def _view_seeds(view: int) -> SampleSeeds:
     seeds = SampleSeeds(VIEW_SEED)
     seeds.set_epoch(view)
     return seeds
-
-
-def _content_key(images: Dataset) -> str:
-    """The images' bytes (the pre-resized PNGs) or, for originals read from disk, their paths, sizes and times."""
-    stored = images.cast_column("image", ImageFeature(decode=False))["image"]
-    return Hasher.hash([image["bytes"] or _file_stat(image["path"]) for image in stored])
-
-
-def _file_stat(path: str) -> tuple:
-    stat = Path(path).stat()
-    return path, stat.st_size, stat.st_mtime_ns
 
 
 def _weights_key(module: torch.nn.Module) -> str:

@@ -4,6 +4,7 @@ Both go through `Trainer.predict` with the run's precision (accelerate's autocas
 layout, so a folder predicted by the script gets the logits that `--do_predict` gives for the same images.
 """
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -14,6 +15,7 @@ from sketch_data.dataset import load_image_files
 from sketch_data.transforms import BatchTransform, Flipped, eval_transform
 
 from .arguments import ModelArguments
+from .features import FeatureTensors
 from .model import build_model, saved_label_names
 from .trainer import SketchTrainer
 
@@ -36,14 +38,26 @@ class Collator:
 
 
 def tta_logits(trainer: Trainer, dataset, transform, tta: list[str]) -> np.ndarray:
-    """Logits of the plain view, averaged with flipped views for test-time augmentation."""
-    views = [transform] + [Flipped(transform, horizontal=(name == "hflip")) for name in tta]
+    """Logits of the plain view, averaged with flipped views for test-time augmentation.
+
+    `dataset` holds images, or the frozen backbone's cached features of the same views (sketch_train/features.py).
+    """
     total = 0
-    for view in views:
-        dataset.set_transform(BatchTransform(view))
+    for view in _views(dataset, transform, tta):
         with torch.inference_mode():  # cheaper than Trainer's no_grad; same batches, precision and layout
-            total = total + trainer.predict(dataset, metric_key_prefix="test").predictions
-    return total / len(views)
+            total = total + trainer.predict(view, metric_key_prefix="test").predictions
+    return total / (len(tta) + 1)
+
+
+def _views(dataset, transform, tta: list[str]) -> Iterator:
+    if isinstance(dataset, FeatureTensors):
+        if dataset.views != len(tta) + 1:
+            raise ValueError(f"the cached test features hold {dataset.views} view(s), not the eval view and {tta}")
+        yield from (dataset.view(index) for index in range(dataset.views))
+        return
+    for view in [transform] + [Flipped(transform, horizontal=(name == "hflip")) for name in tta]:
+        dataset.set_transform(BatchTransform(view))
+        yield dataset
 
 
 @dataclass

@@ -113,12 +113,20 @@ def test_two_processes_train_the_same_model_as_one(two_processes, one_process):
 
 
 def test_k_folds_train_one_after_another_in_the_same_two_processes(tmp_path, quickdraw_mini):
-    """scripts/train_kfold.py keeps the process group from one fold to the next and ensembles on the main process."""
-    base = tmp_path / "run"
+    """scripts/train_kfold.py keeps the process group from one fold to the next and ensembles on the main process;
+    with a frozen backbone, the main process computes the features once, for both processes and both folds."""
+    base, cache = tmp_path / "run", tmp_path / "cache"
     result = run_script("-m", "accelerate.commands.launch", "--config_file", str(CPU_2PROC), "scripts/train_kfold.py",
-                        "training_args/demo.yaml", "2", *tiny_run_flags(quickdraw_mini, base, "--num_train_epochs", "1",
-                                                                        "--per_device_train_batch_size", "8"))
+                        "training_args/demo.yaml", "2", *tiny_run_flags(
+                            quickdraw_mini, base, "--num_train_epochs", "1", "--per_device_train_batch_size", "8",
+                            "--freeze_backbone", "true", "--tta", "hflip", "--preresize_cache", str(cache)))
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "This process computed" not in result.stdout + result.stderr  # only the main process computed them
+    assert result.stdout.count("Computed 1 of 1 view(s) of the backbone features of 80 images") == 1
+    assert result.stdout.count("Computed 2 of 2 view(s) of the backbone features of 20 images") == 1
+    assert result.stdout.count("Reusing cached backbone features of 80 images") == 1  # fold 1, in both processes
+    assert result.stdout.count("Reusing cached backbone features of 20 images") == 1
+    assert len(list(cache.glob("features-*.npy"))) == 3 and len(list(cache.glob("preresized-*.arrow"))) == 2
     assert [line for line in result.stdout.splitlines() if line.startswith("Fold")] == [
         f"Fold {fold} of 2 -> {base}_fold{fold}" for fold in range(2)]  # said once, by the main process
     assert result.stdout.count("world size 2 |") == 2

@@ -124,6 +124,12 @@ PLANS = {
     "run_classification.py training_args/<preset>": MULTI_GPU,
     "python scripts/benchmark_scaling.py": Skip("times 1 and 2 processes for minutes; tests/test_multiprocess.py runs "
                                                 "the 2-process setup"),
+    # docs/speed.md: the 5-fold workflow at the competition's size
+    "python scripts/make_synthetic_data.py --output_dir data/synthetic":
+        Run("--num_classes 4 --train_images 40 --test_images 8"),
+    "python scripts/benchmark_scale.py --data_dir data/synthetic --output runs/benchmark_scale.json":
+        Skip("times 25,000 images for minutes; tests/scripts/test_benchmark_scale.py runs it on a generated set of "
+             "108 images, with the tiny model"),
     # Hub
     "python push_to_hub.py --output_dir runs/convnext_base_448 --repo_id your-name/sketch-convnext":
         Run(own_process=HUB),

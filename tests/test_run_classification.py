@@ -96,8 +96,8 @@ def test_default_runs_train_on_images_preresized_once_in_the_datasets_cache(tmp_
     code, _ = run_in_this_process(tiny_run_flags(quickdraw_mini, tmp_path / "first", *flags))
     assert code == 0
     built = sorted(p.name for p in (tmp_path / "datasets" / "sketch_preresized").glob("*.arrow"))  # not the lock
-    assert len(built) == 2 and "Pre-resizing" in capfd.readouterr().err  # train and validation, with a progress bar
+    assert len(built) == 1 and "Pre-resizing" in capfd.readouterr().err  # train.csv's images, with a progress bar
     code, log = run_in_this_process(tiny_run_flags(quickdraw_mini, tmp_path / "second", *flags))
     assert code == 0
-    assert log.count("Reusing pre-resized images") == 2
+    assert log.count("Reusing pre-resized images") == 1
     assert sorted(p.name for p in (tmp_path / "datasets" / "sketch_preresized").glob("*.arrow")) == built

@@ -59,7 +59,7 @@ def test_grey_sketches_are_stored_in_one_channel_and_colour_ones_in_three(proces
     Image.fromarray(grey).convert("RGB").save(paths[0])  # an RGB JPEG of a grey drawing, like most sketches
     Image.fromarray(colour).save(paths[1])
     dataset = datasets.Dataset.from_dict({"image": paths}, features=datasets.Features({"image": datasets.Image()}))
-    cached = preresized(dataset, eval_resize(processor), tmp_path / "cache")
+    cached = preresized(paths, eval_resize(processor), tmp_path / "cache")
     assert [row["image"].mode for row in cached] == ["L", "RGB"]
     transform = eval_transform(processor)
     for original, small in zip(dataset, cached):
@@ -74,15 +74,34 @@ def test_a_second_run_reuses_the_cache_and_a_changed_file_rebuilds_it(data_dir, 
     cache = tmp_path / "cache"
     preresize_splits(load(data_dir), processor, cache)
     built = arrow_files(cache)
-    assert len(built) == 3  # train, validation, test
+    assert len(built) == 2  # train.csv's images (train and validation), test.csv's
     caplog.set_level("INFO", logger="sketch_data.cache")
     preresize_splits(load(data_dir), processor, cache)
-    assert arrow_files(cache) == built and caplog.text.count("Reusing pre-resized images") == 3
+    assert arrow_files(cache) == built and caplog.text.count("Reusing pre-resized images") == 2
 
     test_image = data_dir / "test" / sorted(os.listdir(data_dir / "test"))[0]
     os.utime(test_image, ns=(0, 0))
     preresize_splits(load(data_dir), processor, cache)
-    assert len(arrow_files(cache)) == 4  # only the test split changed
+    assert len(arrow_files(cache)) == 3  # only test.csv's images changed
+
+
+@pytest.mark.parametrize("split", [dict(num_folds=3, fold=1), dict(num_folds=3, fold=2), dict(seed=7)],
+                         ids=["fold1", "fold2", "seed7"])
+def test_every_fold_and_seed_reads_the_one_cache_of_train_csvs_images(quickdraw_mini, processor, tmp_path, split):
+    cache = tmp_path / "cache"
+    first = preresize_splits(load_sketch_dataset(quickdraw_mini / "train", quickdraw_mini / "train.csv",
+                                                 num_folds=3, fold=0, check_images=False).splits, processor, cache)
+    built = arrow_files(cache)
+    other = load_sketch_dataset(quickdraw_mini / "train", quickdraw_mini / "train.csv", check_images=False,
+                                **split).splits
+    cached = preresize_splits(other, processor, cache)
+    assert arrow_files(cache) == built  # nothing new on disk
+    for name, part in other.items():  # each split's own rows, in its order, with its own labels and images
+        assert cached[name]["image_path"] == part["image_path"] and cached[name]["label"] == part["label"]
+        assert [np.asarray(image).tolist() for image in cached[name]["image"]] == [
+            np.asarray(eval_resize(processor)(image.convert("RGB")).convert("L")).tolist() for image in part["image"]]
+    assert sorted([*first["train"]["image_path"], *first["validation"]["image_path"]]) == sorted(
+        [*cached["train"]["image_path"], *cached["validation"]["image_path"]])
 
 
 class CropOnly:
@@ -119,5 +138,5 @@ def test_a_cache_file_cut_short_by_a_power_cut_is_rebuilt(data_dir, processor, t
     caplog.set_level("INFO", logger="sketch_data.cache")
     again = preresize_splits(load(data_dir), processor, cache)["test"]["image"]
     assert f"Rebuilding {test_file}: it does not read" in caplog.text
-    assert caplog.text.count("Reusing pre-resized images") == 2  # train and validation only
+    assert caplog.text.count("Reusing pre-resized images") == 1  # train.csv's images only
     assert [np.asarray(a).tolist() for a in again] == [np.asarray(a).tolist() for a in first]

@@ -155,3 +155,27 @@ def test_scan_reports_bad_and_odd_files_by_path(tmp_path):
     scan = scan_images([str(tmp_path / name) for name in files])
     assert sorted(scan.bad) == sorted(str(tmp_path / name) for name in unusable_files())
     assert scan.odd_size == {str(tmp_path / "dot.JPEG"): "is only 1x1 px"}
+
+
+def test_a_rescan_decodes_only_the_files_that_changed(tmp_path, monkeypatch, caplog):
+    from sketch_data import images
+
+    record = tmp_path / "checked"
+    files = []
+    for n in range(4):
+        files.append(str(tmp_path / f"{n}.png"))
+        Image.new("RGB", (40, 30), "white").save(files[-1])
+    decoded = []
+    monkeypatch.setattr(images, "inspect_image", lambda path: decoded.append(path) or inspect_image(path))
+    caplog.set_level("INFO", logger="sketch_data.images")
+    assert scan_images(files, remember_in=record).bad == {} and len(decoded) == 4
+    decoded.clear()
+    assert scan_images(files, remember_in=record).bad == {} and decoded == []
+    assert "decoded 0 image(s)" in caplog.text and "4 unchanged since the last check" in caplog.text
+    with open(files[2], "r+b") as file:  # the same file, cut short: it must be checked again and caught
+        file.truncate(20)
+    scan = scan_images(files, remember_in=record)
+    assert decoded == [files[2]] and list(scan.bad) == [files[2]]
+    decoded.clear()
+    assert list(scan_images(files, remember_in=record).bad) == [files[2]] and decoded == []  # remembered as bad too
+    assert scan_images(files).bad and sorted(decoded) == sorted(files)  # without remember, every file is decoded

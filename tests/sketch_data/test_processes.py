@@ -73,8 +73,7 @@ CACHE_BUILD = textwrap.dedent("""
     cache._resize_batch = slow_second_batch
     processor = build_model(ModelArguments(model_name_or_path="test_convnext", image_size=32), ["a", "b"])[1]
     files = sorted(str(p) for p in Path(sys.argv[1], "train").rglob("*.*"))[:80] * 5
-    images = datasets.Dataset.from_dict({"image": files}, features=datasets.Features({"image": datasets.Image()}))
-    cache.preresized(images, cache.eval_resize(processor), sys.argv[2])
+    cache.preresized(files, cache.eval_resize(processor), sys.argv[2])
     print("built", flush=True)
 """)
 

@@ -1,6 +1,8 @@
 """The frozen-backbone feature cache: a frozen part stays in eval mode, and the cached run trains what the uncached does."""
 
+import contextlib
 import json
+import types
 
 import numpy as np
 import pytest
@@ -19,7 +21,14 @@ from sketch_data.transforms import (
     train_transform,
 )
 from sketch_train.arguments import ModelArguments
-from sketch_train.features import FeatureCollator, build_feature_table, pooled_features, pooled_head_mismatch
+from sketch_train.features import (
+    FeatureCollator,
+    FeatureStore,
+    pooled_features,
+    pooled_head_mismatch,
+    training_views,
+    tta_views,
+)
 from sketch_train.model import build_model
 from sketch_train.optim import freeze_backbone
 
@@ -68,26 +77,53 @@ def sketches(count: int) -> list[PILImage.Image]:
     return images
 
 
-def test_views_are_the_eval_view_then_seeded_augmented_ones_and_a_rebuild_reuses_the_file(tmp_path):
+def store_arguments(workers: int = 0) -> types.SimpleNamespace:
+    """What FeatureStore reads of the training arguments, for one process."""
+    return types.SimpleNamespace(fp16=False, bf16=False, per_device_eval_batch_size=3, dataloader_num_workers=workers,
+                                 main_process_first=lambda desc: contextlib.nullcontext())
+
+
+def sketch_files(folder, count: int) -> Dataset:
+    folder.mkdir()
+    paths = []
+    for i, picture in enumerate(sketches(count)):
+        paths.append(str(folder / f"{i}.png"))
+        picture.save(paths[-1])
+    return Dataset.from_dict({"image": paths, "image_path": [f"{i}.png" for i in range(count)]},
+                             features=Features({"image": Image(), "image_path": Value("string")}))
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_views_are_the_eval_view_then_seeded_augmented_ones_and_a_rebuild_reuses_the_files(tmp_path, workers):
     model, processor = tiny_model()
     freeze_backbone(model)
-    pictures = sketches(4)
-    images = Dataset.from_dict({"image": pictures, "image_path": [f"{i}.png" for i in range(4)]},
-                               features=Features({"image": Image(), "image_path": Value("string")}))
+    images = sketch_files(tmp_path / "images", 4)
+    pictures = [picture.convert("RGB") for picture in images["image"]]
     to_eval = eval_transform(processor)
     always_flipped = train_transform(processor, SketchAugment(hflip=1.0))
-    table = build_feature_table(model.timm_model, images, to_eval, always_flipped, 2, tmp_path, None, 3)
-    features = np.array(table["features"])
-    assert features.shape == (4, 3, model.timm_model.num_features)
+    store = FeatureStore(model.timm_model, tmp_path / "cache", store_arguments(workers))
+    features = store.features_of({"train": images}, training_views(to_eval, always_flipped, 2))["train"]
+    assert features.features.shape == (4, 3, model.timm_model.num_features)
+    assert features.columns["image_path"] == images["image_path"]
     plain = pooled_features(model.timm_model, torch.stack([to_eval(p) for p in pictures]))
     flipped = pooled_features(model.timm_model, torch.stack([Flipped(to_eval)(p) for p in pictures]))
-    assert np.allclose(features[:, 0], plain, atol=1e-6) and not np.allclose(plain, flipped, atol=1e-3)
-    assert np.allclose(features[:, 1], flipped, atol=1e-6) and np.allclose(features[:, 2], flipped, atol=1e-6)
-    files = sorted(tmp_path.glob("features-*.arrow"))
-    assert len(files) == 1
-    mtime = files[0].stat().st_mtime_ns
-    build_feature_table(model.timm_model, images.shuffle(seed=1), to_eval, always_flipped, 2, tmp_path, None, 3)
-    assert sorted(tmp_path.glob("features-*.arrow")) == files and files[0].stat().st_mtime_ns == mtime
+    got = features.features.numpy()
+    assert np.allclose(got[:, 0], plain, atol=1e-6) and not np.allclose(plain, flipped, atol=1e-3)
+    assert np.allclose(got[:, 1], flipped, atol=1e-6) and np.allclose(got[:, 2], flipped, atol=1e-6)
+    files = sorted((tmp_path / "cache").glob("features-*.npy"))
+    assert len(files) == 3  # one per view
+    mtimes = [file.stat().st_mtime_ns for file in files]
+    shuffled = images.shuffle(seed=1)
+    again = store.features_of({"train": shuffled}, training_views(to_eval, always_flipped, 2))["train"]
+    assert sorted((tmp_path / "cache").glob("features-*.npy")) == files
+    assert [file.stat().st_mtime_ns for file in files] == mtimes
+    order = [images["image_path"].index(path) for path in shuffled["image_path"]]
+    assert torch.equal(again.features, features.features[order])  # each split in its own order
+
+    tta = store.features_of({"test": images}, tta_views(to_eval, ["hflip"]))["test"]
+    assert len(sorted((tmp_path / "cache").glob("features-*.npy"))) == 4  # the eval view was there: only the flip
+    assert torch.equal(tta.features[:, 0], features.features[:, 0])
+    assert np.allclose(tta.view(1).features[:, 0].numpy(), flipped, atol=1e-6)
 
 
 def test_training_picks_one_augmented_view_per_image_and_epoch_and_validation_the_eval_view():
@@ -119,7 +155,7 @@ def frozen_runs(request, tmp_path_factory, quickdraw_mini):
         output_dir = tmp_path_factory.mktemp(name)
         flags = tiny_run_flags(quickdraw_mini, output_dir, "--model_name_or_path", request.param,
                                "--freeze_backbone", "true", "--hflip", "0", "--precision", "fp32",
-                               "--learning_rate", "0.01", *extra)
+                               "--learning_rate", "0.01", "--tta", "hflip", *extra)
         code, log = run_in_this_process(flags)
         assert code == 0, log[-3000:]
         runs[name] = (output_dir, log)
@@ -130,6 +166,7 @@ def test_the_cached_run_trains_the_same_head_and_predicts_the_same(frozen_runs):
     (uncached, log_uncached), (cached, log_cached) = frozen_runs["uncached"], frozen_runs["cached"]
     assert "without the feature cache" in log_uncached and "without the feature cache" not in log_cached
     assert "Reusing cached backbone features" not in log_cached  # it built them; the other fold's run reuses them
+    assert "test.csv's 20 images x 2 view(s) too" in log_cached  # predicted, with the flip, from cached features
     expected, got = load_file(uncached / "model.safetensors"), load_file(cached / "model.safetensors")
     assert set(got) == set(expected)  # the full backbone and the head, so pipeline() loads it unchanged
     for name in expected:
@@ -168,22 +205,41 @@ def test_another_fold_reuses_the_cache(frozen_runs):
     assert "Reusing cached backbone features" in log
 
 
-def test_the_training_split_is_read_into_memory_once_with_every_column():
-    from datasets import Array2D
-
-    from sketch_train.features import FeatureTensors
-
-    views = np.arange(4 * 2 * 3, dtype=np.float32).reshape(4, 2, 3)
-    split = Dataset.from_dict({"features": views, "image_path": [f"{i}.png" for i in range(4)], "label": [2, 0, 1, 2]},
-                              features=Features({"features": Array2D((2, 3), "float32"),
-                                                 "image_path": Value("string"), "label": Value("int64")}))
-    tensors = FeatureTensors(split)
-    assert isinstance(tensors.features, torch.Tensor) and tensors.features.shape == (4, 2, 3)
-    assert len(tensors) == 4 and tensors[3]["image_path"] == "3.png" and tensors[3]["label"] == 2
-    assert torch.equal(tensors[3]["features"], torch.from_numpy(views[3]))
-
-
 def test_an_mlp_head_on_a_convnext_trains_on_the_cache():
     model, _ = build_model(ModelArguments(model_name_or_path="test_convnext", image_size=32, head="mlp",
                                           head_hidden_size=16), LABELS)
     assert pooled_head_mismatch(model.timm_model, 32, images=10, views=1) is None
+
+
+def test_another_seed_reuses_the_features_and_other_frozen_weights_do_not(tmp_path):
+    """A seed draws a new head; the key holds the frozen tensors alone, so every seed reads the same files."""
+    images = sketch_files(tmp_path / "images", 3)
+    model, processor = tiny_model()
+    freeze_backbone(model)
+    views = training_views(eval_transform(processor), eval_transform(processor), 0)
+    FeatureStore(model.timm_model, tmp_path / "cache", store_arguments()).features_of({"train": images}, views)
+    files = sorted((tmp_path / "cache").glob("features-*.npy"))
+    torch.nn.init.normal_(model.timm_model.classifier.weight)  # what another --seed does to the new head
+    FeatureStore(model.timm_model, tmp_path / "cache", store_arguments()).features_of({"train": images}, views)
+    assert sorted((tmp_path / "cache").glob("features-*.npy")) == files
+    with torch.no_grad():
+        model.timm_model.conv_stem.weight.mul_(2)  # another backbone: its own features
+    FeatureStore(model.timm_model, tmp_path / "cache", store_arguments()).features_of({"train": images}, views)
+    assert len(list((tmp_path / "cache").glob("features-*.npy"))) == len(files) + 1
+
+
+def test_a_features_file_cut_short_is_computed_again_and_a_killed_writers_temporary_removed(tmp_path, caplog):
+    images = sketch_files(tmp_path / "images", 3)
+    model, processor = tiny_model()
+    freeze_backbone(model)
+    views = training_views(eval_transform(processor), eval_transform(processor), 0)
+    store = FeatureStore(model.timm_model, tmp_path / "cache", store_arguments())
+    expected = store.features_of({"train": images}, views)["train"].features
+    file, = (tmp_path / "cache").glob("features-*.npy")
+    file.write_bytes(file.read_bytes()[:100])  # a power cut after the rename, before the data reached the disk
+    orphan = tmp_path / "cache" / f".{file.name}.999999999-0123abcd.partial"  # a writer's, killed (no such pid)
+    orphan.write_bytes(b"half")
+    caplog.set_level("INFO", logger="sketch_train.features")
+    again = store.features_of({"train": images}, views)["train"].features
+    assert f"Computing {file} again: it does not read" in caplog.text and torch.equal(again, expected)
+    assert not orphan.exists() and np.array_equal(np.load(file), expected[:, 0].numpy())
