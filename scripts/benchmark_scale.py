@@ -16,7 +16,7 @@
    process of its own: training images/s against what the data loader alone delivers
    (sketch_train/benchmarking.py), and so the time of one epoch and the share of it the loader would need.
 
---quick is a smoke test of the script itself (2 folds of 1 epoch, everything in this process but the rerun).
+--quick is a smoke test of the script itself (2 folds of 1 epoch, a few images and steps, all in this process).
 """
 
 import argparse
@@ -74,10 +74,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def kfold_flags(args, output_dir: Path, cache: Path) -> list[str]:
     """The frozen-backbone recipe of the strongest public entries, at CPU size: a linear head on each fold,
-    validated every epoch, the best epoch kept, the test set predicted with the horizontal flip."""
+    validated every epoch, the best epoch kept, the test set predicted with the horizontal flip; crop 1.0 (the
+    whole drawing), which every part of this benchmark uses, so that they share one pre-resize cache."""
     return [
         str(REPO / "training_args" / "demo.yaml"), str(args.folds), "--build_demo_data", "false", "--data_dir", args.data_dir,
-        "--model_name_or_path", args.model_name_or_path, "--image_size", str(args.image_size),
+        "--model_name_or_path", args.model_name_or_path, "--image_size", str(args.image_size), "--crop_pct", "1.0",
         "--freeze_backbone", "true", "--tta", "hflip", "--preresize_cache", str(cache),
         "--num_train_epochs", str(args.epochs), "--per_device_train_batch_size", "256",
         "--per_device_eval_batch_size", "256", "--learning_rate", "0.01", "--warmup_steps", "0",
@@ -90,8 +91,8 @@ def encoding_costs(data_dir: Path, model: str, image_size: int, sample: int) -> 
     """ms per image to make and to read back each way of storing a pre-resized image, and KiB per image."""
     frame = pd.read_csv(data_dir / "train.csv")
     frame = frame.sample(n=min(sample, len(frame)), random_state=0)
-    resize = preresize.eval_resize(build_model(ModelArguments(model_name_or_path=model, image_size=image_size),
-                                               ["a", "b"])[1])
+    resize = preresize.eval_resize(build_model(ModelArguments(model_name_or_path=model, image_size=image_size,
+                                                              crop_pct=1.0), ["a", "b"])[1])
     images = []
     for image_path in frame["image_path"]:
         with Image.open(data_dir / "train" / image_path) as image:
@@ -128,6 +129,7 @@ class StepClock:
     def __init__(self):
         self.fold = -1
         self.seconds = defaultdict(lambda: defaultdict(float))
+        self.first_call = {}  # step -> when it was first entered (perf_counter)
         self.originals = []
 
     def wrap(self, owner, name: str, step: str) -> None:
@@ -136,6 +138,7 @@ class StepClock:
 
         def timed(*args, **kwargs):
             start = time.perf_counter()
+            clock.first_call.setdefault(step, start)
             try:
                 return original(*args, **kwargs)
             finally:
@@ -214,6 +217,8 @@ def test_accuracy(data_dir: str, work: Path) -> float | None:
 
 def rerun(args, work: Path) -> dict:
     """The same command in a new process, every cache in place: seconds until the first head trains, and in all."""
+    if args.quick:
+        return rerun_here(args, work)
     command = [sys.executable, "scripts/train_kfold.py", *kfold_flags(args, work / "rerun" / "run", work / "cache")]
     start = time.perf_counter()
     first_head = None
@@ -222,9 +227,24 @@ def rerun(args, work: Path) -> dict:
         for line in process.stdout:
             if first_head is None and "| world size" in line:  # logged just before Trainer.train
                 first_head = time.perf_counter() - start
-    if process.returncode:
-        sys.exit(f"error: the rerun failed with exit code {process.returncode}")
+    if process.returncode or first_head is None:
+        sys.exit(f"error: the rerun failed with exit code {process.returncode}, or logged no '| world size' line")
     return {"first_head_starts_s": round(first_head, 1), "total_s": round(time.perf_counter() - start, 1)}
+
+
+def rerun_here(args, work: Path) -> dict:
+    """--quick: the rerun in this process, without a new process's imports; its first head timed at Trainer.train."""
+    import train_kfold
+
+    clock = StepClock()
+    clock.wrap(SketchTrainer, "train", "heads")
+    with clock.installed():
+        start = time.perf_counter()
+        code = train_kfold.main(kfold_flags(args, work / "rerun" / "run", work / "cache"))
+    if code:
+        sys.exit(f"error: the rerun failed with exit code {code}")
+    return {"first_head_starts_s": round(clock.first_call["heads"] - start, 1),
+            "total_s": round(time.perf_counter() - start, 1)}
 
 
 def full_finetune(args, cache: Path) -> dict:
@@ -233,7 +253,7 @@ def full_finetune(args, cache: Path) -> dict:
     training_images = round(len(pd.read_csv(Path(args.data_dir) / "train.csv")) * 0.8)
     steps = min(args.finetune_steps, training_images // batch - 1)  # the loader is timed on one epoch's batches
     flags = ["--data_dir", args.data_dir, "--model_name_or_path", args.model_name_or_path,
-             "--image_size", str(args.image_size), "--do_train", "--max_steps", str(steps),
+             "--image_size", str(args.image_size), "--crop_pct", "1.0", "--do_train", "--max_steps", str(steps),
              "--per_device_train_batch_size", str(batch), "--validation_split", "0.2", "--eval_strategy", "no",
              "--save_strategy", "no", "--logging_strategy", "no", "--remove_unused_columns", "false",
              "--report_to", "none", "--disable_tqdm", "true", "--seed", "0", "--preresize_cache", str(cache)]

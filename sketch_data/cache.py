@@ -31,7 +31,7 @@ from torchvision.transforms import v2
 
 from .dataset import LABELLED
 from .images import to_rgb
-from .keys import key_of
+from .keys import files_fingerprint, key_of
 from .processes import multiprocess_children_die_with_parent
 
 logger = logging.getLogger(__name__)
@@ -95,8 +95,12 @@ def _image_sets(splits: DatasetDict) -> list[list[str]]:
 
 
 def source_files(dataset: Dataset) -> list[str]:
-    """The image file of each row: the original's path, which pre-resized images keep beside their bytes."""
-    return pc.struct_field(dataset.select_columns(["image"]).with_format("arrow")[:]["image"], "path").to_pylist()
+    """The image file of each row: the original's path, which pre-resized images keep beside their bytes. Read from
+    the path field alone: taking the rows' whole `image` column would copy every PNG (gigabytes at 448 px)."""
+    paths = pc.struct_field(dataset.data.column("image"), "path")
+    if dataset._indices is not None:  # select, sort and shuffle keep their rows as indices into the table
+        paths = paths.take(dataset._indices.column(0))
+    return paths.to_pylist()
 
 
 def eval_resize(processor) -> Resize:
@@ -184,8 +188,12 @@ def _resize_batch(batch: dict, resize: Resize) -> dict:
 
 
 def _resized_png(file: str, resize: Resize) -> bytes:
-    with PIL.Image.open(file) as image:
-        small = _gray_if_exactly_gray(resize(to_rgb(image)))
+    try:
+        with PIL.Image.open(file) as image:
+            small = _gray_if_exactly_gray(resize(to_rgb(image)))
+    except Exception as error:  # changed since the data check; PIL's own messages do not name the file
+        error.add_note(f"while pre-resizing {file}")
+        raise
     buffer = io.BytesIO()
     small.save(buffer, format="PNG", compress_level=PNG_LEVEL)
     return buffer.getvalue()
@@ -202,14 +210,3 @@ def _gray_if_exactly_gray(image: PIL.Image.Image) -> PIL.Image.Image:
 def _cache_key(files: list[str], resize: Resize) -> str:
     """Changes when any image file (path, size, modification time) or the resize changes."""
     return key_of(CACHE_VERSION, PNG_LEVEL, repr(resize), files_fingerprint(files))
-
-
-def files_fingerprint(files: list[str]) -> list[tuple]:
-    """(path, size, modification time) of each file: what a cache built from the files is keyed on, without
-    reading them (at the competition's size their bytes are gigabytes)."""
-    return [(file, *_size_and_time(file)) for file in files]
-
-
-def _size_and_time(file: str) -> tuple[int, int]:
-    stat = os.stat(file)
-    return stat.st_size, stat.st_mtime_ns

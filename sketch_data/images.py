@@ -13,7 +13,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from tqdm.auto import tqdm
 
 from .atomic import atomic_write
-from .keys import key_of
+from .keys import key_of, size_and_time
 
 logger = logging.getLogger(__name__)
 
@@ -92,7 +92,7 @@ def scan_images(files: list[str], num_threads: int = 4, desc: str = "Checking im
     start = time.perf_counter()
     record = _record_file(files, remember_in) if remember_in else None
     known = _read_record(record)
-    stats = {file: _size_and_time(file) for file in files}
+    stats = {file: size_and_time(file) for file in files}
     todo = [file for file in files if file not in known or tuple(known[file][:2]) != stats[file]]
     with ThreadPoolExecutor(num_threads) as pool:
         found = dict(zip(todo, tqdm(pool.map(inspect_image, todo), total=len(todo), desc=desc, unit="img",
@@ -109,27 +109,27 @@ def scan_images(files: list[str], num_threads: int = 4, desc: str = "Checking im
     )
 
 
-def _size_and_time(file: str) -> tuple[int, int] | None:
-    try:
-        stat = os.stat(file)
-    except OSError:
-        return None  # inspect_image says what is wrong with it
-    return stat.st_size, stat.st_mtime_ns
-
-
 def _record_file(files: list[str], folder: Path) -> Path:
     """One record per set of files (train.csv's, test.csv's)."""
     return folder / f"{key_of(CHECK_RECORD_VERSION, sorted(os.path.abspath(file) for file in files))}.json"
 
 
 def _read_record(record: Path | None) -> dict[str, list]:
+    if record is None or not record.is_file():
+        return {}
     try:
-        return json.loads(record.read_text()) if record else {}
-    except (OSError, ValueError):
-        return {}  # none yet, or unreadable: check everything again
+        return json.loads(record.read_text())
+    except (OSError, ValueError) as error:
+        logger.warning("Checking every image again: the record of the last check, %s, does not read (%s).", record,
+                       error)
+        return {}
 
 
 def _write_record(record: Path, entries: dict[str, list]) -> None:
-    record.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_write(record, "w") as file:
-        json.dump(entries, file)
+    try:
+        record.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_write(record, "w") as file:
+            json.dump(entries, file)
+    except OSError as error:  # a read-only cache: the check is done, only the next run's shortcut is lost
+        logger.warning("Could not keep what the image check found in %s (%s): the next run checks every image "
+                       "again.", record, error)

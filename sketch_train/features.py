@@ -31,15 +31,16 @@ from pathlib import Path
 
 import datasets
 import numpy as np
+import timm
 import torch
 from datasets import Dataset, DatasetDict, concatenate_datasets
 from timm.models.vision_transformer import global_pool_nlc
 from tqdm.auto import tqdm
 
-from sketch_data.atomic import atomic_write, remove_stale_temporaries
-from sketch_data.cache import files_fingerprint, source_files
+from sketch_data.atomic import atomic_save_npy, remove_stale_temporaries
+from sketch_data.cache import CACHE_VERSION, source_files
 from sketch_data.dataset import LABELLED
-from sketch_data.keys import key_of
+from sketch_data.keys import files_fingerprint, key_of
 from sketch_data.transforms import BatchTransform, Flipped, SampleSeeds
 
 logger = logging.getLogger(__name__)
@@ -122,8 +123,12 @@ class FeatureStore:
     """Pooled features of images, one `.npy` file per set of images and view, computed where missing."""
 
     def __init__(self, timm_model, folder: Path | None, training_args):
+        """`folder`: the pre-resize cache's, whose images the features are then computed from; None: the originals."""
         self.timm_model = timm_model
         self.folder = Path(folder or Path(datasets.config.HF_DATASETS_CACHE) / "sketch_preresized")
+        # Pre-resized images give the eval view's exact tensors, but timm's random crops (--augment timm) would
+        # see other pixels: the key tells the two inputs apart.
+        self.inputs = f"pre-resized v{CACHE_VERSION}" if folder else "original files"
         self.autocast = torch.float16 if training_args.fp16 else torch.bfloat16 if training_args.bf16 else None
         self.batch_size = training_args.per_device_eval_batch_size
         self.workers = training_args.dataloader_num_workers
@@ -163,15 +168,17 @@ class FeatureStore:
         return features
 
     def _key(self, images_key: str, view: View) -> str:
-        return key_of(FEATURE_CACHE_VERSION, images_key, self.weights, view.key, str(self.autocast))
+        return key_of(FEATURE_CACHE_VERSION, timm.__version__, images_key, self.inputs, self.weights, view.key,
+                      str(self.autocast))
 
     def _compute(self, images: Dataset, views: list[View], files: dict[str, Path]) -> dict[str, np.ndarray]:
         """Decode each image once, make every missing view of it, and run the backbone over them in batches."""
         self.folder.mkdir(parents=True, exist_ok=True)
         remove_stale_temporaries(self.folder)  # what writers killed before their rename left
+        # batch x views images per batch, per worker and prefetch: as many as an eval loader's batch holds
         loader = torch.utils.data.DataLoader(images.with_transform(_AllViews([view.transform for view in views])),
-                                             batch_size=self.batch_size, num_workers=self.workers,
-                                             collate_fn=_stack_views)
+                                             batch_size=max(1, self.batch_size // len(views)),
+                                             num_workers=self.workers, collate_fn=_stack_views)
         width = self.timm_model.num_features
         arrays = {view.key: np.empty((len(images), width), np.float32) for view in views}
         was_training = self.timm_model.training
@@ -187,8 +194,7 @@ class FeatureStore:
         finally:
             self.timm_model.train(was_training)
         for view in views:
-            with atomic_write(files[view.key], "wb") as file:
-                np.save(file, arrays[view.key])
+            atomic_save_npy(files[view.key], arrays[view.key])
         return arrays
 
 
@@ -216,7 +222,10 @@ def _readable_features(file: Path, images: int) -> np.ndarray | None:
     except (ValueError, OSError) as error:
         logger.warning("Computing %s again: it does not read (%s).", file, error)
         return None
-    return array if array.ndim == 2 and len(array) == images else None
+    if array.ndim == 2 and len(array) == images:
+        return array
+    logger.warning("Computing %s again: it holds %s floats, not one row per image (%d).", file, array.shape, images)
+    return None
 
 
 def pooled_features(timm_model, pixels: torch.Tensor, autocast_dtype: torch.dtype | None = None) -> np.ndarray:
@@ -336,8 +345,8 @@ def image_paths(split) -> list[str]:
 class FeatureCollator:
     """Batches of cached features. A training example holds the eval view and K augmented ones: one augmented view
     is drawn per image and epoch from the run's per-example seeds (so a resumed run draws what an uninterrupted one
-    does); a validation example (or any, with K = 0) holds the eval view alone. Images (the test split, predicted
-    by the full model) go to the run's own collator."""
+    does); a validation or test example (or any, with K = 0) holds one view. Images (where nothing is cached, e.g.
+    predictions without training) go to the run's own collator."""
 
     def __init__(self, seeds: SampleSeeds, images: Callable | None = None):
         self.seeds, self.images = seeds, images
