@@ -20,6 +20,7 @@
 """
 
 import argparse
+import functools
 import io
 import json
 import os
@@ -40,7 +41,6 @@ from PIL import Image
 import run_classification
 from sketch_data import cache as preresize
 from sketch_data import dataset as sketch_dataset
-from sketch_data.images import to_rgb
 from sketch_train import benchmarking
 from sketch_train import features as feature_cache
 from sketch_train.arguments import ModelArguments
@@ -93,12 +93,12 @@ def encoding_costs(data_dir: Path, model: str, image_size: int, sample: int) -> 
     frame = frame.sample(n=min(sample, len(frame)), random_state=0)
     resize = preresize.eval_resize(build_model(ModelArguments(model_name_or_path=model, image_size=image_size,
                                                               crop_pct=1.0), ["a", "b"])[1])
-    images = []
-    for image_path in frame["image_path"]:
-        with Image.open(data_dir / "train" / image_path) as image:
-            images.append(preresize._gray_if_exactly_gray(resize(to_rgb(image))))
-    ways = {f"PNG level {level}": (lambda image, level=level: _png(image, level), _read_png) for level in (6, 1, 0)}
-    ways["raw uint8"] = (lambda image: image.tobytes(), None)
+    images = [preresize.resized_image(str(data_dir / "train" / path), resize) for path in frame["image_path"]]
+    # name: (encode an image, decode its bytes given the image's mode and size)
+    ways = {f"PNG level {level}": (functools.partial(preresize.png_bytes, level=level),
+                                   lambda data, _: Image.open(io.BytesIO(data))) for level in (6, 1, 0)}
+    ways["raw uint8"] = (lambda image: image.tobytes(),
+                         lambda data, image: Image.frombytes(image.mode, image.size, data))
     rows = []
     for name, (encode, decode) in ways.items():
         start = time.perf_counter()
@@ -106,21 +106,11 @@ def encoding_costs(data_dir: Path, model: str, image_size: int, sample: int) -> 
         encode_ms = (time.perf_counter() - start) / len(images) * 1e3
         start = time.perf_counter()
         for image, blob in zip(images, blobs):
-            (decode or (lambda data, image=image: Image.frombytes(image.mode, image.size, data)))(blob).load()
+            decode(blob, image).load()
         rows.append({"storage": name, "build_ms_per_image": round(encode_ms, 3),
                      "read_ms_per_image": round((time.perf_counter() - start) / len(images) * 1e3, 3),
                      "KiB_per_image": round(statistics.mean(len(blob) for blob in blobs) / 1024, 1)})
     return rows
-
-
-def _png(image: Image.Image, level: int) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG", compress_level=level)
-    return buffer.getvalue()
-
-
-def _read_png(data: bytes) -> Image.Image:
-    return Image.open(io.BytesIO(data))
 
 
 class StepClock:

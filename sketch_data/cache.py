@@ -40,7 +40,7 @@ CACHE_VERSION = 3  # bump when what is stored changes, so old files are not reus
 MIN_IMAGES_PER_PROCESS = 1000  # below this, starting processes costs more than it saves
 OFF = ("off", "none", "")
 LOCK_FILE = ".build.lock"
-PNG_LEVEL = 1  # zlib level: measured against 6 and raw arrays in docs/speed.md (scripts/benchmark_cache_encoding.py)
+PNG_LEVEL = 1  # zlib level: measured against 6, 0 and raw arrays in docs/speed.md (scripts/benchmark_scale.py)
 # tempfile.NamedTemporaryFile's names, which datasets.map writes its cache files under until they are complete
 DATASETS_TEMPORARY = re.compile(r"^tmp[a-z0-9_]{8}$")
 
@@ -74,7 +74,7 @@ def preresize_splits(splits: DatasetDict, processor, cache_dir: str | Path) -> D
         whole = concatenate_datasets([splits[name].with_format(None) for name in names])
         files = source_files(whole)
         order = sorted(range(len(files)), key=files.__getitem__)  # the cache's rows: its files, sorted
-        images = preresized(sorted(files), resize, cache_dir)
+        images = preresized([files[row] for row in order], resize, cache_dir)
         # Labels and paths come from the current CSVs, never from the cache; they are small, so put in the
         # cache's row order in memory, and the image column (large) is read from the cache file as it is.
         others = whole.remove_columns("image")
@@ -183,19 +183,23 @@ def _remove_stale_temporaries(cache_dir: Path) -> None:
 
 def _resize_batch(batch: dict, resize: Resize) -> dict:
     """Each image as PNG bytes, beside its original's path: the feature cache keys on the files, not on bytes."""
-    return {"image": [{"bytes": _resized_png(image["path"], resize), "path": image["path"]}
+    return {"image": [{"bytes": png_bytes(resized_image(image["path"], resize)), "path": image["path"]}
                       for image in batch["image"]]}
 
 
-def _resized_png(file: str, resize: Resize) -> bytes:
+def resized_image(file: str, resize: Resize) -> PIL.Image.Image:
+    """What the cache stores of `file`, before encoding."""
     try:
         with PIL.Image.open(file) as image:
-            small = _gray_if_exactly_gray(resize(to_rgb(image)))
+            return _gray_if_exactly_gray(resize(to_rgb(image)))
     except Exception as error:  # changed since the data check; PIL's own messages do not name the file
         error.add_note(f"while pre-resizing {file}")
         raise
+
+
+def png_bytes(image: PIL.Image.Image, level: int = PNG_LEVEL) -> bytes:
     buffer = io.BytesIO()
-    small.save(buffer, format="PNG", compress_level=PNG_LEVEL)
+    image.save(buffer, format="PNG", compress_level=level)
     return buffer.getvalue()
 
 

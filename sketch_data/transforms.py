@@ -81,6 +81,11 @@ class Flipped:
         return torch.flip(self.transform(image), dims=self.dims)
 
 
+def tta_transforms(transform: Callable, tta: list[str]) -> list[Callable]:
+    """The plain view, then each flip that `--tta` names ("hflip", "vflip"), in that order."""
+    return [transform] + [Flipped(transform, horizontal=(name == "hflip")) for name in tta]
+
+
 @contextlib.contextmanager
 def seeded_rng(seed: int, numpy: bool = False) -> Iterator[None]:
     """Run the block with torch's (CPU) and Python's global generators, and numpy's if asked, seeded by `seed`;

@@ -41,7 +41,7 @@ from sketch_data.atomic import atomic_save_npy, remove_stale_temporaries
 from sketch_data.cache import CACHE_VERSION, source_files
 from sketch_data.dataset import LABELLED
 from sketch_data.keys import files_fingerprint, key_of
-from sketch_data.transforms import BatchTransform, Flipped, SampleSeeds
+from sketch_data.transforms import BatchTransform, SampleSeeds, tta_transforms
 
 logger = logging.getLogger(__name__)
 FEATURE_CACHE_VERSION = 2  # bump when what is stored changes, so old files are not reused
@@ -81,11 +81,12 @@ def use_cached_features(model, splits: DatasetDict, recipe, to_eval: Callable, t
     `recipe.sample_seeds` (advanced by its epoch callback) picks each image's augmented view per epoch.
     """
     labelled = [name for name in LABELLED if name in splits]
+    labelled_images = sum(len(splits[name]) for name in labelled)
     reason = feature_cache_reason(model_args, data_args, training_args)
     if reason is None:
         model.to(training_args.device)  # where Trainer will put it: a GPU computes the features too
         reason = pooled_head_mismatch(model.timm_model, model.config.pretrained_cfg["input_size"][-1],
-                                      sum(len(splits[name]) for name in labelled), model_args.feature_cache_views + 1)
+                                      labelled_images, model_args.feature_cache_views + 1)
     if reason:
         logger.info("Training from images, without the feature cache: %s.", reason)
         return splits, recipe.collator
@@ -99,7 +100,7 @@ def use_cached_features(model, splits: DatasetDict, recipe, to_eval: Callable, t
     accept_pooled_features(model.timm_model)
     logger.info("Training the head on cached backbone features (%s): %d images x %d view(s) x %d floats%s",
                 "pooled tokens" if _outputs_tokens(model.timm_model) else "pooled feature map",
-                sum(len(splits[name]) for name in labelled), len(train_views), model.timm_model.num_features,
+                labelled_images, len(train_views), model.timm_model.num_features,
                 f"; test.csv's {len(splits['test'])} images x {len(data_args.tta) + 1} view(s) too"
                 if "test" in cached and isinstance(cached["test"], FeatureTensors) else "")
     return cached, FeatureCollator(recipe.sample_seeds, recipe.collator)
@@ -114,9 +115,8 @@ def training_views(to_eval: Callable, to_train: Callable, augmented: int) -> lis
 
 def tta_views(to_eval: Callable, tta: list[str]) -> list[View]:
     """The eval view, then each flip of `--tta`, in the order tta_logits averages them."""
-    return [View(f"eval {_describe(to_eval)}", BatchTransform(to_eval))] + [
-        View(f"{name} {_describe(to_eval)}", BatchTransform(Flipped(to_eval, horizontal=(name == "hflip"))))
-        for name in tta]
+    return [View(f"{name} {_describe(to_eval)}", BatchTransform(view))
+            for name, view in zip(["eval", *tta], tta_transforms(to_eval, tta))]
 
 
 class FeatureStore:

@@ -12,7 +12,7 @@ import torch
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
 from sketch_data.dataset import load_image_files
-from sketch_data.transforms import BatchTransform, Flipped, eval_transform
+from sketch_data.transforms import BatchTransform, eval_transform, tta_transforms
 
 from .arguments import ModelArguments
 from .features import FeatureTensors
@@ -55,7 +55,7 @@ def _views(dataset, transform, tta: list[str]) -> Iterator:
             raise ValueError(f"the cached test features hold {dataset.views} view(s), not the eval view and {tta}")
         yield from (dataset.view(index) for index in range(dataset.views))
         return
-    for view in [transform] + [Flipped(transform, horizontal=(name == "hflip")) for name in tta]:
+    for view in tta_transforms(transform, tta):
         dataset.set_transform(BatchTransform(view))
         yield dataset
 
