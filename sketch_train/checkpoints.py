@@ -92,9 +92,9 @@ def _unreadable_because(file: Path) -> str | None:
     """Why `file` would fail to load on resume, or None; files Trainer does not read are not checked."""
     if file.suffix not in (".safetensors", ".json", ".pt", ".pth", ".bin"):
         return None
-    if file.stat().st_size == 0:
-        return "is empty (0 bytes)"
     try:
+        if file.stat().st_size == 0:
+            return "is empty (0 bytes)"
         if file.suffix == ".safetensors":
             with safe_open(file, framework="pt"):  # parses the header and checks it covers the whole file
                 pass

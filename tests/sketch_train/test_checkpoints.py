@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import save_file
 from transformers.trainer_utils import get_last_checkpoint, sort_checkpoints
 
-from sketch_train.checkpoints import incomplete_because, last_complete_checkpoint
+from sketch_train.checkpoints import _unreadable_because, incomplete_because, last_complete_checkpoint
 
 
 def plant(output_dir, step: int, state: str | None = "complete", weights: bool = True):
@@ -110,3 +110,8 @@ def test_any_file_of_the_newest_checkpoint_cut_short_falls_back_to_the_previous_
     assert (name in caplog.text) or (name == "trainer_state.json" and "trainer_state.json is cut off" in caplog.text)
     kept = tmp_path / f"broken-checkpoint-{step + 10}" / name  # set aside as it was, not deleted
     assert kept.stat().st_size == (0 if cut == "zero bytes" else len(data) // 2)
+
+
+def test_a_file_removed_while_the_checkpoint_is_read_is_reported_missing_not_raised(tmp_path):
+    """A watcher (or a second process) can list a file that Trainer's rotation removes before it is read."""
+    assert _unreadable_because(tmp_path / "scheduler.pt") == "is missing"
