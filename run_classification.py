@@ -16,6 +16,7 @@ from transformers import set_seed
 from sketch_data import SketchDataError, load_sketch_dataset
 from sketch_data.cache import preresize_folder, preresize_splits
 from sketch_data.demo import build_digits_demo
+from sketch_data.issues_file import excluded_train_images
 from sketch_data.transforms import BatchTransform, eval_transform
 from sketch_train.arguments import DataArguments, ModelArguments, SketchTrainingArguments
 from sketch_train.checkpoints import last_complete_checkpoint
@@ -63,6 +64,9 @@ def main(model_args: ModelArguments, data_args: DataArguments, training_args: Sk
             data_args.test_dir, data_args.test_csv if training_args.do_predict else None,
             validation_split=data_args.validation_split, num_folds=data_args.num_folds, fold=data_args.fold,
             seed=data_args.split_seed, bad_images=data_args.bad_images, check_images=training_args.process_index == 0,
+            exclude=excluded_train_images(data_args.exclude_images, data_args.exclude_issues)
+            if data_args.exclude_images else None,
+            group_duplicates=data_args.group_duplicates,
         )
     label_names = data.label_names or saved_label_names(model_args.model_name_or_path, model_args.cache_dir)
 

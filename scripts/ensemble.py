@@ -13,13 +13,17 @@ itself be ensembled) in --output_dir, in test.csv order.
 Validation: each run's eval_predictions.csv and eval_logits.npy are pooled; an image predicted by several runs
 gets their combined prediction. For the folds of a k-fold run every training image is predicted once, by
 the one fold that did not train on it, so this is the ensemble's out-of-fold (OOF) accuracy.
+
+--duplicate_labels OUT/issues.csv (an opt-in): each test image that the data doctor found to copy a training
+image takes that image's train.csv target; the log and ensemble_results.json say how many changed.
 """
 
 import argparse
 import sys
 from pathlib import Path
 
-from sketch_train.ensemble import METHODS, EnsembleError, ensemble
+from sketch_data import SketchDataError
+from sketch_train.ensemble import METHODS, EnsembleError, duplicate_labels_line, ensemble
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,10 +34,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--test_csv", help="test.csv whose order the submission follows (default: the first run's)")
     parser.add_argument("--output_dir", required=True, type=Path, help="where submission.csv and test_logits.npy go")
     parser.add_argument("--solution", help="answer key (ID,image_path,target) to score the submission against")
+    parser.add_argument("--duplicate_labels", help="a data doctor's issues.csv (scripts/doctor.py): a test image that "
+                                                   "copies a training drawing takes that drawing's class (its train.csv target)")
     args = parser.parse_args(argv)
     try:
-        results = ensemble(args.runs, args.weights, args.method, args.test_csv, args.output_dir, args.solution)
-    except EnsembleError as error:
+        results = ensemble(args.runs, args.weights, args.method, args.test_csv, args.output_dir, args.solution,
+                           args.duplicate_labels)
+    except (EnsembleError, SketchDataError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(f"Wrote {args.output_dir / 'submission.csv'} ({results['test_images']} rows) from {len(args.runs)} runs "
@@ -42,8 +49,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Validation accuracy of the ensemble on {results['oof_images']} images (out-of-fold when the runs are "
               f"folds): {results['oof_accuracy']:.4f}; runs alone: "
               + ", ".join(f"{a:.4f}" for a in results["run_eval_accuracy"]))
+    if "duplicate_labels" in results:
+        print(duplicate_labels_line(results))
     if "test_accuracy" in results:
-        print(f"Test accuracy against {args.solution}: {results['test_accuracy']:.4f}")
+        without = results.get("duplicate_labels", {}).get("test_accuracy_without")
+        print(f"Test accuracy against {args.solution}: {results['test_accuracy']:.4f}"
+              + (f" ({without:.4f} without --duplicate_labels)" if without is not None else ""))
     return 0
 
 

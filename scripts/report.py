@@ -3,15 +3,19 @@
 
     python scripts/report.py --run runs/x                                   # validation predictions, or the test set
     python scripts/report.py --run runs/x --solution data/solution.csv      # submission.csv against an answer key
+    python scripts/report.py --run runs/x --doctor doctor_out              # also link scripts/doctor.py's page
 
 Where the run's images are comes from its run_summary.json; --data_dir, --train_dir and --test_dir override it.
+A run trained with --exclude_images <doctor output>/issues.csv links the doctor's report.html beside it.
 A run without a validation split is scored on the test set when solution.csv lies beside its test.csv.
 """
 
 import argparse
 import html
 import json
+import os
 import sys
+import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +29,7 @@ from sklearn.metrics import (
 )
 
 from sketch_data.atomic import atomic_write_text
+from sketch_train.model_card import saved_data_location
 from sketch_train.report_plots import plot_confusion_top, plot_curves, plot_errors
 from sketch_train.result_files import write_csv
 from sketch_train.sources import label_names_of
@@ -165,7 +170,8 @@ def summary(predictions: Predictions, per_class: pd.DataFrame) -> dict[str, str]
     return scores
 
 
-def write_html(run: Path, scores: dict[str, str], pairs: pd.DataFrame, per_class: pd.DataFrame, curves: bool) -> Path:
+def write_html(run: Path, scores: dict[str, str], pairs: pd.DataFrame, per_class: pd.DataFrame, curves: bool,
+               doctor: str = "") -> Path:
     """One page tying the tables and pictures together; pictures are linked relatively, so the folder can move."""
     table = lambda frame: frame.to_html(index=False, border=0, classes="table")  # noqa: E731
     lowest = per_class[per_class["support"] > 0].sort_values(["recall", "support"], ascending=[True, False]).head(15)
@@ -179,6 +185,8 @@ def write_html(run: Path, scores: dict[str, str], pairs: pd.DataFrame, per_class
         "<h2>Lowest recall</h2>" + table(lowest) + "<p>All classes: <a href='per_class.csv'>per_class.csv</a></p>",
         "<h2>Most confident mistakes</h2><img src='errors.png' alt='misclassified images'>",
     ]
+    if doctor:
+        sections.insert(1, doctor)
     style = ("body{font-family:sans-serif;max-width:1200px;margin:auto;padding:1em}img{max-width:100%}"
              ".table{border-collapse:collapse}.table td,.table th{padding:2px 10px;text-align:left;"
              "border-bottom:1px solid #ddd}")
@@ -188,7 +196,8 @@ def write_html(run: Path, scores: dict[str, str], pairs: pd.DataFrame, per_class
     return path
 
 
-def write_report(predictions: Predictions, run: Path, names: list[str], top_k: int = 20, num_errors: int = 24) -> Path:
+def write_report(predictions: Predictions, run: Path, names: list[str], top_k: int = 20, num_errors: int = 24,
+                 doctor: str = "") -> Path:
     """Write per_class.csv, confused_pairs.csv, the pictures and report.html into `run`; return the HTML page."""
     check_classes(predictions, len(names))
     errors = worst_errors(predictions, names, num_errors)
@@ -203,7 +212,7 @@ def write_report(predictions: Predictions, run: Path, names: list[str], top_k: i
     log = json.loads(state.read_text()) if state.is_file() else {}
     if log.get("log_history"):
         plot_curves(log["log_history"], log.get("best_global_step"), run / "curves.png")
-    return write_html(run, summary(predictions, per_class), pairs, per_class, bool(log.get("log_history")))
+    return write_html(run, summary(predictions, per_class), pairs, per_class, bool(log.get("log_history")), doctor)
 
 
 def load_predictions(args: argparse.Namespace) -> Predictions:
@@ -230,10 +239,26 @@ def load_predictions(args: argparse.Namespace) -> Predictions:
                                                      saved.get("train_dir")))
 
 
-def saved_data_location(run: Path) -> dict:
-    """The data paths and split the run saved in run_summary.json (empty for runs that saved none)."""
-    path = run / "run_summary.json"
-    return json.loads(path.read_text()).get("data") or {} if path.is_file() else {}
+def doctor_section(run: Path, doctor: str | None) -> str:
+    """A link to the data doctor's report.html: the one in --doctor, else the one beside the issues.csv the run
+    excluded images from (run_summary.json's exclude_images); empty when there is neither."""
+    excluded = saved_data_location(run).get("exclude_images")
+    if doctor:
+        page = Path(doctor) / "report.html"
+        if not page.is_file():
+            raise ReportError(f"{page} not found; --doctor must be an output folder of scripts/doctor.py.")
+    elif excluded and (Path(excluded).parent / "report.html").is_file():
+        page = Path(excluded).parent / "report.html"
+    else:
+        return ""
+    try:  # relative, so that the run and the doctor's folder can move together
+        href = urllib.parse.quote(Path(os.path.relpath(page.resolve(), run.resolve())).as_posix())
+    except ValueError:  # another drive (Windows)
+        href = page.resolve().as_uri()
+    note = (f" This run was trained without the images listed in {html.escape(str(excluded))} (exclude_images)."
+            if excluded else "")
+    return (f"<h2>Data doctor</h2><p>Duplicates, suspect labels and outliers found in the data: "
+            f"<a href='{html.escape(href)}'>{html.escape(str(page))}</a>.{note}</p>")
 
 
 def answer_key_beside(test_csv: str | None) -> Path | None:
@@ -258,10 +283,14 @@ def main(argv: list[str] | None = None) -> int:
                                            "--solution).")
     parser.add_argument("--top_k", type=int, default=20, help="Classes in confusion_top.png.")
     parser.add_argument("--num_errors", type=int, default=24, help="Images in errors.png.")
+    parser.add_argument("--doctor", help="Output folder of scripts/doctor.py: link its report.html (default: the one "
+                                         "beside the issues.csv the run excluded images from, if any).")
     args = parser.parse_args(argv)
     try:
         predictions = load_predictions(args)
-        page = write_report(predictions, Path(args.run), label_names(Path(args.run)), args.top_k, args.num_errors)
+        doctor = doctor_section(Path(args.run), args.doctor)
+        page = write_report(predictions, Path(args.run), label_names(Path(args.run)), args.top_k, args.num_errors,
+                            doctor)
     except ReportError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -6,10 +6,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import datasets
+import numpy as np
+import pandas as pd
 import PIL.Image
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Image, Value
 
 from .csv_files import SketchDataError, read_test_csv, read_train_csv
+from .duplicates import duplicate_groups
 from .images import scan_images
 from .labels import readable_names
 from .splits import split_indices
@@ -40,6 +43,8 @@ def load_sketch_dataset(
     seed: int = 42,
     bad_images: str = "error",
     check_images: bool = True,
+    exclude: dict[str, str] | None = None,
+    group_duplicates: bool = False,
 ) -> SketchData:
     """Load train (split into train/validation) and test.
 
@@ -48,6 +53,8 @@ def load_sketch_dataset(
     `bad_images` is "error" (stop and list them) or "skip" (leave training images out, with a count);
     test images must all decode, since the submission needs a row for each. Images that decode but are
     tiny or extreme strips are kept, listed in the log and counted. See docs/data.md.
+    `exclude` maps train.csv image_path values to why they are left out (the data doctor's issue names, read by
+    sketch_data/issues_file.py); `group_duplicates` keeps copies of a drawing on one side of the split.
     """
     if bad_images not in ("error", "skip"):
         raise SketchDataError(f"bad_images={bad_images!r}: use 'error' or 'skip'.")
@@ -62,12 +69,20 @@ def load_sketch_dataset(
         if frame.empty:
             raise SketchDataError(f"{train_csv}: none of its {counts['bad_train_images_skipped']} images is usable "
                                   "(all skipped by --bad_images skip); replace the files.")
+        # copies found among every usable image, as the doctor found them (its fingerprints are reused), then excluded
+        groups = _duplicate_groups(frame, validation_split, num_folds) if group_duplicates else None
+        if exclude is not None:
+            kept = _not_excluded(frame, exclude)
+            frame, counts["excluded_train_images"] = frame[kept].reset_index(drop=True), int((~kept).sum())
+            groups = groups[kept] if groups is not None else None
+        if groups is not None:
+            _count_clusters(groups, counts)
         train_idx, val_idx, counts["rare_class_images_kept_in_train"] = split_indices(
-            frame["target"].tolist(), validation_split, num_folds, fold, seed
+            frame["target"].tolist(), validation_split, num_folds, fold, seed, groups
         )
         if counts["rare_class_images_kept_in_train"]:
             logger.warning(
-                "%d image(s) of classes too small to stratify were kept in train only.",
+                "%d image(s) of classes too small to stratify were kept in train only (with --group_duplicates, also their copies).",
                 counts["rare_class_images_kept_in_train"],
             )
         labelled = _labelled_features(class_names)
@@ -79,6 +94,34 @@ def load_sketch_dataset(
         _, _, counts["odd_size_test_images"] = _checked_images(frame, test_csv, "error", check_images)
         splits["test"] = _dataset(frame, Features({"image": Image(), "image_path": Value("string")}))
     return SketchData(splits, class_names, readable_names(class_names), counts)
+
+
+def _not_excluded(frame, exclude: dict[str, str]) -> np.ndarray:
+    """Which rows to keep; what is left out is logged by reason (also when nothing matched)."""
+    dropped = frame["image_path"].isin(exclude).to_numpy()
+    reasons = pd.Series([exclude[path] for path in frame["image_path"][dropped]]).value_counts()
+    logger.warning("Excluding %d of %d training images, as --exclude_images asks: %s.", dropped.sum(), len(frame),
+                   ", ".join(f"{count} {reason}" for reason, count in reasons.items())
+                   or "none of its rows of those issues names an image of train.csv")
+    if dropped.all():
+        raise SketchDataError("--exclude_images leaves no training image: check --exclude_issues.")
+    return ~dropped
+
+
+def _duplicate_groups(frame, validation_split: float, num_folds: int | None) -> np.ndarray | None:
+    """Each row's cluster of copies (sketch_data/duplicates.py); None when there is no split to keep them across."""
+    if num_folds is None and validation_split <= 0:
+        logger.info("--group_duplicates: no validation split or folds, so no copies to keep together.")
+        return None
+    return duplicate_groups(frame["file"].tolist())
+
+
+def _count_clusters(groups: np.ndarray, counts: dict[str, int]) -> None:
+    sizes = np.bincount(np.unique(groups, return_inverse=True)[1])
+    counts["duplicate_clusters_kept_together"] = int((sizes > 1).sum())
+    counts["images_in_duplicate_clusters"] = int(sizes[sizes > 1].sum())
+    logger.info("--group_duplicates: %d clusters of copies (%d images) are each kept on one side of the split.",
+                counts["duplicate_clusters_kept_together"], counts["images_in_duplicate_clusters"])
 
 
 def load_image_files(inputs: list[str], bad_images: str = "error") -> tuple[Dataset, dict[str, int]]:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import torch
 from transformers import TrainingArguments
 
+from sketch_data.issues_file import DEFAULT_EXCLUDED
 from sketch_data.transforms import AUGMENT_OPTIONS, AUGMENT_POLICIES, SketchAugment
 
 from .curriculum import parse_stages
@@ -102,6 +103,21 @@ class DataArguments:
     bad_images: str = field(
         default="error", metadata={"help": "'error': stop and list undecodable images; 'skip': leave them out."}
     )
+    group_duplicates: bool = field(
+        default=False,
+        metadata={"help": "Keep copies of one drawing (flipped, rotated, re-encoded, rescaled: sketch_data/duplicates.py)"
+                          " on one side of the validation split or of every fold (StratifiedGroupKFold)."},
+    )
+    exclude_images: str | None = field(
+        default=None,
+        metadata={"help": "A data doctor's issues.csv (scripts/doctor.py): leave out the training images it lists "
+                          "with an issue of --exclude_issues; the count is logged."},
+    )
+    exclude_issues: list[str] = field(
+        default_factory=lambda: list(DEFAULT_EXCLUDED),
+        metadata={"help": "The issues of --exclude_images whose images are left out, e.g. label cross_class_duplicate "
+                          "(the default) or label,outlier,duplicate."},
+    )
     augment: str = field(
         default="sketch",
         metadata={"help": "'sketch' (the options below), 'sketch_autoaugment' (those plus the sketch auto-augment "
@@ -145,6 +161,14 @@ class DataArguments:
         if self.augment not in AUGMENT_POLICIES:
             raise ValueError(f"augment={self.augment!r}: use {', '.join(AUGMENT_POLICIES)}.")
         self.curriculum = [json.dumps(stage) for stage in parse_stages(self.curriculum)]  # fails early on a bad stage
+        self.exclude_issues = [issue.strip() for item in self.exclude_issues for issue in item.split(",")
+                               if issue.strip()]
+        if "train_test_duplicate" in self.exclude_issues:
+            raise ValueError("exclude_issues: train_test_duplicate rows name test images, which every submission needs; "
+                             "--duplicate_labels (scripts/train_kfold.py, scripts/ensemble.py) acts on them.")
+        if self.exclude_issues != list(DEFAULT_EXCLUDED) and not self.exclude_images:
+            raise ValueError(f"exclude_issues={self.exclude_issues} without --exclude_images: name the doctor's "
+                             "issues.csv that lists them.")
         unknown = set(self.tta) - {"hflip", "vflip"}
         if unknown:
             raise ValueError(f"tta={self.tta}: unknown {sorted(unknown)}; use hflip and/or vflip.")

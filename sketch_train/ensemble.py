@@ -3,6 +3,7 @@ out-of-fold accuracy over the union of their validation images. scripts/ensemble
 `ensemble`."""
 
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,10 +11,13 @@ import numpy as np
 import pandas as pd
 from scipy.special import softmax
 
-from sketch_data.atomic import atomic_write_text
+from sketch_data.atomic import atomic_save_npy, atomic_write_text
+from sketch_data.issues_file import train_copies_in_test
+from sketch_train.model_card import saved_data_location
 from sketch_train.result_files import submission_accuracy, write_submission
 from sketch_train.sources import label_names_of
 
+logger = logging.getLogger(__name__)
 METHODS = ("softmax", "vote")
 TIE_BREAK = 1e-3  # added to the log vote share of the class a tie goes to: survives float32, below any real gap
 
@@ -96,8 +100,12 @@ def out_of_fold(runs: list[Path], weights: list[float], method: str) -> dict:
 
 
 def ensemble(runs: list[Path], weights: list[float] | None, method: str, test_csv: str | None, output_dir: Path,
-             solution: str | None = None) -> dict:
-    """Write the ensemble's submission.csv and test_logits.npy; return (and save) its scores."""
+             solution: str | None = None, duplicate_labels: str | None = None) -> dict:
+    """Write the ensemble's submission.csv and test_logits.npy; return (and save) its scores.
+
+    `duplicate_labels`: a data doctor's issues.csv; a test image it found to be a copy of a training image takes
+    that image's train.csv target instead of the ensemble's prediction (the opt-in of --duplicate_labels).
+    """
     if method not in METHODS:
         raise EnsembleError(f"method {method!r}: use {' or '.join(METHODS)}.")
     weights = list(weights) if weights else [1.0] * len(runs)
@@ -106,18 +114,66 @@ def ensemble(runs: list[Path], weights: list[float] | None, method: str, test_cs
     _check_same_labels(runs)
     image_paths, logits = load_test(runs, test_csv)
     scores = pool([np.arange(len(image_paths))] * len(runs), logits, weights, len(image_paths)).scores(method)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    submission = write_submission(image_paths, scores, output_dir)
     results = {"runs": [str(run) for run in runs], "weights": weights, "method": method, "test_images": len(scores)}
+    predicted = scores.argmax(1)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    if duplicate_labels:  # test_logits.npy keeps the models' scores, for ensembles of this ensemble
+        relabelled, results["duplicate_labels"] = take_train_labels(scores, image_paths, duplicate_labels, runs[0])
+        logger.info(duplicate_labels_line(results))
+        submission = write_submission(image_paths, relabelled, output_dir)
+        atomic_save_npy(output_dir / "test_logits.npy", scores.astype(np.float32))
+    else:
+        submission = write_submission(image_paths, scores, output_dir)
     if all((run / "eval_predictions.csv").is_file() for run in runs):
         results |= out_of_fold(runs, weights, method)
     if solution:
         try:
             results["test_accuracy"] = submission_accuracy(str(submission), solution)
+            if duplicate_labels:  # the same rows, as the ensemble predicted them: the opt-in's effect
+                results["duplicate_labels"]["test_accuracy_without"] = float(
+                    (predicted == pd.read_csv(solution)["target"].to_numpy()).mean())
         except (ValueError, KeyError, FileNotFoundError) as error:
             raise EnsembleError(f"cannot score against {solution}: {error}") from None
     atomic_write_text(output_dir / "ensemble_results.json", json.dumps(results, indent=2) + "\n")
     return results
+
+
+def take_train_labels(scores: np.ndarray, image_paths: list[str], issues_csv: str, run: Path):
+    """The scores with each test copy of a training drawing set to that drawing's class, and what changed."""
+    copies = train_copies_in_test(issues_csv)
+    target_of = _class_targets(saved_data_location(run).get("train_csv"), run)
+    rows = [(row, target_of[copies[path]]) for row, path in enumerate(image_paths)
+            if copies.get(path) in target_of]
+    if len(rows) < len(copies):
+        logger.warning("--duplicate_labels: %d of the %d test copies in %s are not in this test.csv or name a class "
+                       "that train.csv does not have; was the doctor run on this data?", len(copies) - len(rows),
+                       len(copies), issues_csv)
+    relabelled = scores.copy()
+    for row, target in rows:  # the log-probabilities of a certain prediction, as scores() clips them
+        relabelled[row] = np.log(1e-12)
+        relabelled[row, target] = 0.0
+    changed = sum(int(scores[row].argmax() != target) for row, target in rows)
+    return relabelled, {"issues_csv": str(issues_csv), "test_images_relabelled": len(rows),
+                        "predictions_changed": changed}
+
+
+def duplicate_labels_line(results: dict) -> str:
+    """What --duplicate_labels did, in words, for the scripts' output."""
+    done = results["duplicate_labels"]
+    return (f"--duplicate_labels: {done['test_images_relabelled']} test image(s) took the class of the training "
+            f"drawing they copy; {done['predictions_changed']} prediction(s) changed.")
+
+
+def _class_targets(train_csv: str | None, run: Path) -> dict[str, int]:
+    """class_name -> target, from the train.csv the run was trained on."""
+    if not train_csv:
+        raise EnsembleError(f"{run}/run_summary.json does not say which train.csv the run used: --duplicate_labels "
+                            "needs it for the classes' targets.")
+    try:
+        frame = pd.read_csv(train_csv, dtype={"class_name": str})
+        return {name: int(target) for name, target in zip(frame["class_name"], frame["target"])}
+    except (OSError, KeyError, ValueError, pd.errors.ParserError) as error:
+        raise EnsembleError(f"{train_csv} (the run's train.csv) does not read: {error!r}.") from None
 
 
 def _test_image_paths(runs: list[Path], test_csv: str | None) -> list[str]:

@@ -38,10 +38,13 @@ from timm.models.vision_transformer import global_pool_nlc
 from tqdm.auto import tqdm
 
 from sketch_data.atomic import atomic_save_npy, remove_stale_temporaries
-from sketch_data.cache import CACHE_VERSION, source_files
+from sketch_data.cache import CACHE_VERSION, preresize_folder, preresize_splits, source_files
 from sketch_data.dataset import LABELLED
 from sketch_data.keys import files_fingerprint, key_of
-from sketch_data.transforms import BatchTransform, SampleSeeds, tta_transforms
+from sketch_data.transforms import BatchTransform, SampleSeeds, eval_transform, tta_transforms
+
+from .model import build_model
+from .optim import freeze_backbone
 
 logger = logging.getLogger(__name__)
 FEATURE_CACHE_VERSION = 2  # bump when what is stored changes, so old files are not reused
@@ -104,6 +107,20 @@ def use_cached_features(model, splits: DatasetDict, recipe, to_eval: Callable, t
                 f"; test.csv's {len(splits['test'])} images x {len(data_args.tta) + 1} view(s) too"
                 if "test" in cached and isinstance(cached["test"], FeatureTensors) else "")
     return cached, FeatureCollator(recipe.sample_seeds, recipe.collator)
+
+
+def backbone_features(model_args, splits: dict[str, Dataset], training_args) -> dict[str, np.ndarray]:
+    """Each split's pooled eval-view features (images, C) from the frozen pretrained backbone, through the same
+    pre-resize and feature caches as a frozen-head run of this model, size and precision (scripts/doctor.py)."""
+    model, processor = build_model(model_args, ["any"])  # the head is not used: only the backbone's output is
+    freeze_backbone(model, 0)  # as a frozen run does, so that the features' key (its frozen tensors) is the same
+    model.to(training_args.device)
+    folder = preresize_folder("auto", "sketch", processor)
+    if folder:
+        splits = preresize_splits(DatasetDict(splits), processor, folder)
+    to_eval = eval_transform(processor)
+    features = FeatureStore(model.timm_model, folder, training_args).features_of(splits, training_views(to_eval, None, 0))
+    return {name: split.features[:, 0].numpy() for name, split in features.items()}
 
 
 def training_views(to_eval: Callable, to_train: Callable, augmented: int) -> list[View]:

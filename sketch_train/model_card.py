@@ -44,8 +44,14 @@ def run_summary(model_args, data_args, training_args) -> dict:
     }
 
 
-DATA_PATHS = ("train_dir", "train_csv", "test_dir", "test_csv")
-SPLIT_OPTIONS = ("validation_split", "split_seed", "num_folds", "fold")
+DATA_PATHS = ("train_dir", "train_csv", "test_dir", "test_csv", "exclude_images")
+SPLIT_OPTIONS = ("validation_split", "split_seed", "num_folds", "fold", "group_duplicates", "exclude_issues")
+
+
+def saved_data_location(run: Path) -> dict:
+    """The data paths and split a run saved in its run_summary.json (empty for runs that saved none)."""
+    path = Path(run) / "run_summary.json"
+    return json.loads(path.read_text()).get("data") or {} if path.is_file() else {}
 
 
 def data_location(data_args) -> dict:

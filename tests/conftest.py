@@ -20,6 +20,10 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO.parent / "shared" / "data"
 PYTHON = sys.executable
+CHROMIUM = Path("/usr/bin/chromium")
+# Offline and quiet: no updates, sync or field trials, so the browser tests never wait on the network.
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
 
 
 def pytest_configure(config):
@@ -52,6 +56,15 @@ def shared_data(name: str) -> Path:
             pytest.fail(f"{path} is missing; CI must run with ../shared/data beside the checkout.")
         pytest.skip(f"{path} not available on this machine")
     return path
+
+
+def chromium_path() -> str:
+    """Debian's chromium for playwright's browser tests; under CI its absence is a failure, never a skip."""
+    if not CHROMIUM.exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"{CHROMIUM} is missing; CI must install Debian's chromium package (.ci/run).")
+        pytest.skip(f"{CHROMIUM} not installed (apt-get install chromium)")
+    return str(CHROMIUM)
 
 
 @pytest.fixture(scope="session")

@@ -157,6 +157,12 @@ PLANS = {
         Run("--num_train_epochs 1 --max_steps 2 --image_size 32", env={"DATA": MINI, "OUT": "runs/finetune_study"}),
     "python scripts/finetune_benchmark.py --out runs/finetune_benchmark.json":
         Run("--quick", own_process=ONLY_HERE),
+    # docs/data.md: the data doctor, then a run that acts on it
+    "python scripts/doctor.py --data_dir data --output_dir runs/doctor":
+        Run(f"--data_dir {MINI} --model_name_or_path test_convnext --image_size 32 --precision fp32 --folds 2"),
+    "accelerate launch run_classification.py training_args/convnext_base_448.yaml --data_dir data --group_duplicates "
+    "true --exclude_images runs/doctor/issues.csv": Run(ON_MINI + " --output_dir runs/doctor_advised",
+                                                        submission="runs/doctor_advised"),
 }
 PYTHON_PLANS = {  # the first line of each Python block
     'from transformers import pipeline\nclassifier = pipeline("image-classification", model="runs/demo")': Run(),

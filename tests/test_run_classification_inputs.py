@@ -93,7 +93,28 @@ def test_messy_data_policies_are_counted_in_the_log_and_all_results(tmp_path, qu
     assert f"{csv}: dropped 1 duplicate row(s), line 82." in log
     assert f"{csv}: skipping 1 unusable training image(s): line 83 extra/truncated.JPEG: is truncated or corrupt" in log
     assert f"{csv}: 1 image(s) of odd size, kept and resized like the others: line 84 extra/dot.JPEG: is only 1x1 px" in log
-    assert "1 image(s) of classes too small to stratify were kept in train only." in log
+    assert "1 image(s) of classes too small to stratify were kept in train only" in log
     assert f"{data / 'test.csv'}: ignoring column(s) ['target']; only image_path is used for prediction." in log
     submission = pd.read_csv(output_dir / "submission.csv")
     assert len(submission) == 20 and submission.target.between(0, 10).all()  # 11 classes with zigzag
+
+
+def test_exclude_images_and_group_duplicates_act_on_a_doctor_s_issues_and_say_so(tmp_path, quickdraw_mini):
+    train = pd.read_csv(quickdraw_mini / "train.csv")["image_path"].tolist()
+    issues = tmp_path / "issues.csv"
+    pd.DataFrame({"image_path": [f"train/{train[0]}", f"train/{train[1]}", f"train/{train[2]}", "test/0.JPEG"],
+                  "issue": ["label", "cross_class_duplicate", "outlier", "train_test_duplicate"],
+                  "score": [0.1, 0.9, 0.2, 0.9], "related_image_path": ["", f"train/{train[5]}", "", f"train/{train[3]}"],
+                  "suggested_label": ["belt", "", "", "beach"]}).to_csv(issues, index=False)
+    out = tmp_path / "run"
+    code, log = run_in_this_process(tiny_run_flags(quickdraw_mini, out, "--num_train_epochs", "1", "--exclude_images",
+                                                   str(issues), "--group_duplicates", "true"))
+    assert code == 0, log
+    assert "Excluding 2 of 80 training images, as --exclude_images asks: 1 label, 1 cross_class_duplicate." in log
+    assert "--group_duplicates: 0 clusters of copies (0 images) are each kept on one side of the split." in log
+    results = json.loads((out / "all_results.json").read_text())
+    assert results["data_excluded_train_images"] == 2 and results["data_duplicate_clusters_kept_together"] == 0
+    validated = pd.read_csv(out / "eval_predictions.csv")["image_path"].tolist()
+    assert not {train[0], train[1]} & set(validated) and len(validated) == 16  # 20% of the 78 images left
+    data = json.loads((out / "run_summary.json").read_text())["data"]
+    assert data["exclude_images"] == str(issues.resolve()) and data["group_duplicates"] is True

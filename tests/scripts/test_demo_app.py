@@ -3,18 +3,13 @@
 import json
 import os
 import subprocess
-from pathlib import Path
 
 import pytest
-from conftest import PYTHON, REPO, free_port, wait_until_serving
+from conftest import CHROMIUM_ARGS, PYTHON, REPO, chromium_path, free_port, wait_until_serving
 from PIL import Image, ImageDraw
 
 from scripts.demo_app import main, predict
 
-CHROMIUM = Path("/usr/bin/chromium")
-# Offline and quiet: no updates, sync or field trials, so the test never waits on the network.
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
 ARTIFACTS = REPO / "test-artifacts"
 SKETCH = "beach/4549384723234816.JPEG"  # a real quickdraw-mini training sketch
 TIMEOUT_MS = 90_000  # the app classifies on 2 busy CPU cores in CI
@@ -52,14 +47,6 @@ def test_unknown_model_is_one_clear_error_line(tmp_path, monkeypatch, capsys):
     error = capsys.readouterr().err
     assert error.startswith(f"error: cannot load model '{tmp_path / 'no-run'}' (no such folder")
     assert error.count("\n") == 1
-
-
-def chromium_path() -> str:
-    if not CHROMIUM.exists():
-        if os.environ.get("CI"):
-            pytest.fail(f"{CHROMIUM} is missing; CI must install Debian's chromium package (.ci/run).")
-        pytest.skip(f"{CHROMIUM} not installed (apt-get install chromium)")
-    return str(CHROMIUM)
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,7 @@
 """scripts/report.py: the files it writes, their exact counts, both input modes, and its errors."""
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -94,6 +95,7 @@ def test_confused_pairs_and_scores_are_exact_for_hand_made_predictions(quickdraw
     # No logits and no trainer_state.json: no curves, and the page says why instead of showing a broken image.
     assert not (run / "curves.png").exists()
     assert "No trainer_state.json" in (run / "report.html").read_text()
+    assert "Data doctor" not in (run / "report.html").read_text()
 
 
 def test_solution_mode_scores_submission_against_the_answer_key(tiny_run, quickdraw_mini, tmp_path):
@@ -120,6 +122,44 @@ def test_errors_gallery_is_ordered_most_confident_mistake_first(quickdraw_mini, 
         ("belt", "beach", 0.95), ("camel", "belt", 0.7), ("beach", "belt", 0.6)]
 
 
+def doctor_output(folder: Path, page: bool = True) -> Path:
+    """A data doctor's output folder (scripts/doctor.py): issues.csv, and its report.html unless `page` is False."""
+    folder.mkdir(parents=True)
+    (folder / "issues.csv").write_text("image_path,issue,score,related_image_path,suggested_label\n")
+    if page:
+        (folder / "report.html").write_text("<!doctype html><title>Data doctor report</title>")
+    return folder
+
+
+def doctor_link(run: Path) -> Path | None:
+    """Where the run's report.html links the doctor's page, resolved; None without a Data doctor section."""
+    found = re.search(r"<h2>Data doctor</h2><p>[^<]*<a href='([^']+)'", (run / "report.html").read_text())
+    return (run / found.group(1)).resolve() if found else None
+
+
+@pytest.mark.parametrize("page", [True, False])
+def test_run_trained_without_a_doctors_images_links_its_report(page, quickdraw_mini, tmp_path):
+    doctor = doctor_output(tmp_path / "doctor", page)
+    run = hand_made_run(tmp_path / "run", quickdraw_mini, [(0, 1, 0.9), (1, 1, 0.8)])
+    data = {"train_dir": str(quickdraw_mini / "train"), "exclude_images": str(doctor / "issues.csv")}
+    (run / "run_summary.json").write_text(json.dumps({"data": data}))
+    assert report(["--run", str(run)]) == 0
+    if page:
+        assert doctor_link(run) == (doctor / "report.html").resolve()
+        assert "href='../doctor/report.html'" in (run / "report.html").read_text()  # relative: both can move
+        assert f"trained without the images listed in {doctor / 'issues.csv'}" in (run / "report.html").read_text()
+    else:  # the issues.csv alone (a doctor run without its page): nothing to link
+        assert "Data doctor" not in (run / "report.html").read_text()
+
+
+def test_doctor_flag_links_its_report(quickdraw_mini, tmp_path):
+    doctor = doctor_output(tmp_path / "elsewhere" / "doctor")
+    run = hand_made_run(tmp_path / "run", quickdraw_mini, [(0, 1, 0.9), (1, 1, 0.8)])
+    assert report(["--run", str(run), "--data_dir", str(quickdraw_mini), "--doctor", str(doctor)]) == 0
+    assert doctor_link(run) == (doctor / "report.html").resolve()
+    assert "trained without" not in (run / "report.html").read_text()  # this run excluded nothing
+
+
 def bad_inputs(case: str, run: Path, data_dir: Path) -> tuple[list[str], str]:
     """Arguments that must fail, and the text the one-line error must hold."""
     if case == "no predictions":
@@ -138,6 +178,10 @@ def bad_inputs(case: str, run: Path, data_dir: Path) -> tuple[list[str], str]:
         frame.loc[1, "prediction"] = 7
         frame.to_csv(run / "eval_predictions.csv", index=False)
         return ["--data_dir", str(data_dir)], "prediction 7 is not a class of this run (0..2)"
+    if case == "no doctor page":
+        doctor_output(run / "doctor", page=False)
+        return ["--data_dir", str(data_dir), "--doctor", str(run / "doctor")], (
+            f"{run / 'doctor' / 'report.html'} not found; --doctor must be an output folder of scripts/doctor.py")
     if case == "mismatched solution":
         pd.DataFrame({"ID": [0], "image_path": ["x.JPEG"], "target": [0]}).to_csv(run / "submission.csv", index=False)
         return ["--solution", str(data_dir / "solution.csv")], (
@@ -146,7 +190,7 @@ def bad_inputs(case: str, run: Path, data_dir: Path) -> tuple[list[str], str]:
 
 
 @pytest.mark.parametrize("case", ["no predictions", "no answer key", "no data_dir", "wrong data_dir", "unknown class",
-                                  "mismatched solution"])
+                                  "mismatched solution", "no doctor page"])
 def test_bad_input_is_one_clear_error_line(case, quickdraw_mini, tmp_path, capsys):
     run = hand_made_run(tmp_path / "run", quickdraw_mini, [(0, 1, 0.9), (1, 1, 0.8), (2, 0, 0.7)])
     flags, message = bad_inputs(case, run, quickdraw_mini)

@@ -102,3 +102,28 @@ def test_push_to_hub_is_refused_before_any_fold(kfold, tmp_path, capsys):
     assert err.count("\n") == 1 and err.startswith("error: train_kfold.py does not push: its 5 folds would overwrite")
     assert f"python push_to_hub.py --output_dir {tmp_path / 'run'}_fold0 --repo_id you/sketch-eva" in err
     assert "Fold" not in out and list(tmp_path.iterdir()) == []
+
+
+def test_duplicate_labels_relabel_the_ensemble_s_test_copies_only(kfold, three_folds, quickdraw_mini, tmp_path):
+    base, _ = three_folds
+    before = pd.read_csv(f"{base}_ensemble/submission.csv")
+    train = pd.read_csv(quickdraw_mini / "train.csv")
+    copied = train[train["target"] != before["target"][0]].iloc[0]  # a class the ensemble did not predict
+    issues = tmp_path / "issues.csv"
+    pd.DataFrame({"image_path": ["test/0.JPEG"], "issue": ["train_test_duplicate"], "score": [0.97],
+                  "related_image_path": [f"train/{copied.image_path}"],
+                  "suggested_label": [copied.class_name]}).to_csv(issues, index=False)
+    with contextlib.redirect_stdout(io.StringIO()) as stdout:  # every fold is complete: only the ensemble runs
+        assert kfold.main(["training_args/eva02_large_448_5fold_frozen.yaml", "3", "--data_dir", str(quickdraw_mini),
+                           *TINY, "--output_dir", str(base), "--duplicate_labels", str(issues)]) == 0
+    after = pd.read_csv(f"{base}_ensemble/submission.csv")
+    assert after["target"][0] == copied.target
+    pd.testing.assert_frame_equal(after.iloc[1:], before.iloc[1:])
+    assert ("--duplicate_labels: 1 test image(s) took the class of the training drawing they copy; 1 prediction(s) "
+            "changed.") in stdout.getvalue()
+
+
+def test_duplicate_labels_without_a_file_is_one_line(kfold, quickdraw_mini, capsys):
+    assert kfold.main(["training_args/eva02_large_448_5fold_frozen.yaml", "3", "--data_dir", str(quickdraw_mini),
+                       "--duplicate_labels"]) == 2
+    assert capsys.readouterr().err == "error: --duplicate_labels needs a value: the issues.csv of scripts/doctor.py.\n"

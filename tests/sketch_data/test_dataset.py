@@ -103,7 +103,7 @@ def test_class_with_a_single_image_is_kept_in_train_and_counted(tmp_path, caplog
     assert data.counts["rare_class_images_kept_in_train"] == 1
     assert "cat/0.JPEG" in paths(data.splits["train"])
     assert len(data.splits["validation"]) == 4 and "cat/0.JPEG" not in paths(data.splits["validation"])
-    assert "1 image(s) of classes too small to stratify were kept in train only." in caplog.text
+    assert "1 image(s) of classes too small to stratify were kept in train only" in caplog.text
 
 
 def test_classes_smaller_than_num_folds_stay_in_train_of_every_fold(tmp_path):

@@ -101,3 +101,34 @@ def test_inputs_that_cannot_be_ensembled_are_named(tmp_path, test_csv):
     (b / "config.json").write_text(json.dumps({"label_names": ["dog", "cat"]}))
     with pytest.raises(EnsembleError, match="have different label_names"):
         ensemble([a, b], None, "softmax", str(test_csv), out)
+
+
+def test_duplicate_labels_give_a_test_copy_its_training_image_target_and_say_what_it_changed(tmp_path, test_csv):
+    train_csv, solution = tmp_path / "train.csv", tmp_path / "solution.csv"
+    pd.DataFrame({"class_name": ["a", "b", "c"], "image_path": ["a/x.JPEG", "b/y.JPEG", "c/z.JPEG"],
+                  "target": [0, 1, 2]}).to_csv(train_csv, index=False)
+    pd.DataFrame({"ID": [0, 1, 2], "image_path": IMAGES, "target": [2, 1, 1]}).to_csv(solution, index=False)
+    issues = tmp_path / "issues.csv"
+    pd.DataFrame({"image_path": ["test/0.JPEG", "test/1.JPEG", "train/a/x.JPEG"],
+                  "issue": ["train_test_duplicate", "train_test_duplicate", "label"], "score": [0.9, 0.8, 0.1],
+                  "related_image_path": ["train/c/z.JPEG", "train/b/y.JPEG", ""],
+                  "suggested_label": ["c", "b", "b"]}).to_csv(issues, index=False)
+    fold = hand_made_run(tmp_path / "fold0", [[0.7, 0.2, 0.1], [0.1, 0.8, 0.1], [0.6, 0.3, 0.1]])
+    (fold / "run_summary.json").write_text(json.dumps({"data": {"train_csv": str(train_csv)}}))
+
+    results = ensemble([fold], None, "softmax", str(test_csv), tmp_path / "out", str(solution), str(issues))
+
+    submission = pd.read_csv(tmp_path / "out" / "submission.csv")
+    assert submission["target"].tolist() == [2, 1, 0]  # 0.JPEG copies c/z (target 2); 1.JPEG was already right
+    assert results["duplicate_labels"] == {"issues_csv": str(issues), "test_images_relabelled": 2,
+                                           "predictions_changed": 1, "test_accuracy_without": 1 / 3}
+    assert results["test_accuracy"] == pytest.approx(2 / 3)
+
+
+def test_duplicate_labels_need_the_run_to_say_which_train_csv_it_used(tmp_path, test_csv):
+    issues = tmp_path / "issues.csv"
+    pd.DataFrame({"image_path": ["test/0.JPEG"], "issue": ["train_test_duplicate"], "score": [0.9],
+                  "related_image_path": ["train/c/z.JPEG"], "suggested_label": ["c"]}).to_csv(issues, index=False)
+    fold = hand_made_run(tmp_path / "fold0", [[0.7, 0.2, 0.1]] * 3)
+    with pytest.raises(EnsembleError, match="run_summary.json does not say which train.csv"):
+        ensemble([fold], None, "softmax", str(test_csv), tmp_path / "out", duplicate_labels=str(issues))

@@ -1,0 +1,284 @@
+#!/usr/bin/env python
+"""The data doctor: copies of drawings (within a class, across classes, into the test set), mislabelled images,
+outliers and image-quality problems, in a data set in the competition layout.
+
+    python scripts/doctor.py --data_dir data --output_dir runs/doctor --model_name_or_path timm/convnext_base.fb_in22k_ft_in1k
+    python scripts/doctor.py --train_dir D/train --train_csv D/train.csv [--test_dir D/test --test_csv D/test.csv] \\
+        [--oof runs/kfold] --output_dir OUT
+
+It writes OUT/issues.csv (image_path,issue,score,related_image_path,suggested_label; paths prefixed train/ or
+test/), OUT/report.html (a gallery per issue) and OUT/doctor_summary.json (counts and each step's time). It
+changes nothing: training acts on it only when asked, with --group_duplicates true, --exclude_images
+OUT/issues.csv [--exclude_issues ...] and, at the ensemble, --duplicate_labels OUT/issues.csv (docs/data.md).
+
+Label issues come from out-of-fold probabilities: the folds of a finished scripts/train_kfold.py run (--oof, its
+--output_dir), or else a quick 5-fold linear head on the frozen backbone's features (the feature cache of
+frozen-head runs of the same model, size and precision).
+"""
+
+import argparse
+import json
+import sys
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from sketch_data import SketchDataError, load_sketch_dataset
+from sketch_data.atomic import atomic_write_text
+from sketch_data.cache import source_files
+from sketch_data.doctor_report import write_doctor_report
+from sketch_data.duplicates import MAX_DISTANCE, MIN_CORRELATION, Copies, clusters_of, find_copies, fingerprints_of
+from sketch_data.issues_file import COLUMNS, TEST, TRAIN, issue_order, worst_first
+from sketch_data.quality import quality_issues
+from sketch_train.arguments import ModelArguments, SketchTrainingArguments
+from sketch_train.features import backbone_features, image_paths
+from sketch_train.label_issues import (
+    cross_validated_probabilities,
+    fold_runs,
+    label_and_outlier_issues,
+    run_probabilities,
+)
+from sketch_train.model import ModelSourceError, check_model_source
+from sketch_train.result_files import write_csv
+
+EXACT = 0.95  # thumbnail correlation from which a copy is a `duplicate` (a flip, rotation or re-encode) rather
+# than a `near_duplicate` (rescaled, or re-encoded harder): measured copies scored 0.79-1.0 (docs/data.md)
+MANY_LABEL_ISSUES = 0.15  # a flagged share above which the probabilities, not the labels, are the likely problem
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data_dir", help="A folder in the competition layout; sets the four paths below.")
+    parser.add_argument("--train_dir")
+    parser.add_argument("--train_csv")
+    parser.add_argument("--test_dir")
+    parser.add_argument("--test_csv", help="Without it, no train/test copies are looked for.")
+    parser.add_argument("--output_dir", required=True)
+    parser.add_argument("--model_name_or_path", default=ModelArguments.model_name_or_path,
+                        help="The pretrained backbone whose features find label issues and outliers (any "
+                             "run_classification.py model source).")
+    parser.add_argument("--image_size", type=int, help="As run_classification.py's: the same features as its runs.")
+    parser.add_argument("--crop_pct", type=float)
+    parser.add_argument("--precision", default="auto", help="auto, fp32, fp16 or bf16, as run_classification.py's.")
+    parser.add_argument("--batch_size", type=int, default=64, help="Images per batch through the backbone.")
+    parser.add_argument("--oof", help="The --output_dir of a finished scripts/train_kfold.py run: its folds' "
+                                      "out-of-fold probabilities find the label issues.")
+    parser.add_argument("--folds", type=int, default=5, choices=range(2, 21), metavar="2..20",
+                        help="Folds of the doctor's own linear head (without --oof).")
+    parser.add_argument("--skip", nargs="*", default=[], choices=["labels", "quality"],
+                        help="Steps to leave out: labels (no model at all), quality (no cleanvision).")
+    parser.add_argument("--bad_images", default="error", choices=["error", "skip"])
+    parser.add_argument("--max_distance", type=int, default=MAX_DISTANCE, help="Hash bits a copy may differ by.")
+    parser.add_argument("--min_correlation", type=float, default=MIN_CORRELATION,
+                        help="Thumbnail correlation a copy must reach.")
+    args = parser.parse_args(argv)
+    if args.data_dir:  # its test set only where it has one
+        root = Path(args.data_dir)
+        args.train_dir, args.train_csv = args.train_dir or str(root / "train"), args.train_csv or str(root / "train.csv")
+        if (root / "test.csv").is_file():
+            args.test_dir, args.test_csv = args.test_dir or str(root / "test"), args.test_csv or str(root / "test.csv")
+    if not (args.train_dir and args.train_csv):
+        parser.error("give --data_dir, or --train_dir and --train_csv")
+    try:  # the run's own checks of --precision, before any work
+        args.training_args = SketchTrainingArguments(output_dir=args.output_dir, precision=args.precision,
+                                                     per_device_eval_batch_size=args.batch_size, report_to="none")
+    except ValueError as error:
+        parser.error(str(error))
+    return args
+
+
+class Steps:
+    """Times each step of the examination, for the summary."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, name: str):
+        print(f"== {name}", flush=True)
+        start = time.perf_counter()
+        yield
+        self.seconds[name] = round(time.perf_counter() - start, 1)
+
+
+@dataclass
+class Examined:
+    """The data as the doctor reads it: each split's images and prefixed paths, the labels and class names."""
+
+    splits: dict
+    paths: dict[str, list[str]]
+    labels: np.ndarray
+    class_names: list[str]
+
+
+def examine(args: argparse.Namespace) -> pd.DataFrame:
+    """Find every issue, write issues.csv, report.html and doctor_summary.json; return the issues."""
+    output = Path(args.output_dir)
+    model_args = ModelArguments(model_name_or_path=args.model_name_or_path, image_size=args.image_size,
+                                crop_pct=args.crop_pct, freeze_backbone=True)
+    if "labels" not in args.skip:  # a model or run that cannot be had stops here, before any work
+        if args.oof:
+            fold_runs(args.oof)
+        check_model_source(model_args)
+    output.mkdir(parents=True, exist_ok=True)
+    steps, summary = Steps(), {}
+
+    with steps("reading and checking the images"):  # as a training run reads and checks them
+        data = read_data(args)
+    with steps("finding copies"):
+        found, clusters = copy_rows(data, args.max_distance, args.min_correlation)
+    if "labels" not in args.skip:
+        found += label_rows(data, clusters, model_args, args, steps, summary)
+    if "quality" not in args.skip:
+        with steps("image quality (cleanvision)"):
+            found += quality_rows(data)
+
+    issues = worst_first(pd.DataFrame(found, columns=COLUMNS))
+    write_csv(issues, output / "issues.csv")
+    summary = {"train images": len(data.labels), "test images": len(data.paths.get("test", [])),
+               "duplicate clusters in train": int((np.bincount(clusters) > 1).sum()),
+               **{f"issue {issue}": int((issues["issue"] == issue).sum()) for issue in issue_order(issues["issue"])},
+               **summary, "copies: max_distance, min_correlation": [args.max_distance, args.min_correlation],
+               **{f"seconds: {name}": seconds for name, seconds in steps.seconds.items()}}
+    write_doctor_report(issues, {"train": Path(args.train_dir), "test": Path(args.test_dir or ".")},
+                        dict(zip(data.paths["train"], (data.class_names[label] for label in data.labels))),
+                        output / "report.html", summary={key: str(value) for key, value in summary.items()})
+    atomic_write_text(output / "doctor_summary.json", json.dumps(summary, indent=2) + "\n")
+    print("\n".join(f"{key}: {value}" for key, value in summary.items()))
+    print(f"Wrote {output / 'issues.csv'} ({len(issues)} rows) and {output / 'report.html'}")
+    return issues
+
+
+def read_data(args: argparse.Namespace) -> Examined:
+    data = load_sketch_dataset(args.train_dir, args.train_csv, args.test_dir, args.test_csv, validation_split=0.0,
+                               bad_images=args.bad_images)
+    splits = dict(data.splits)
+    paths = {name: [prefix + path for path in image_paths(splits[name])]
+             for name, prefix in (("train", TRAIN), ("test", TEST)) if name in splits}
+    return Examined(splits, paths, np.array(splits["train"]["label"][:]), data.class_names)
+
+
+def copy_rows(data: Examined, max_distance: int, min_correlation: float) -> tuple[list[dict], np.ndarray]:
+    """The rows of copies within train.csv and from it into test.csv, and each training image's cluster."""
+    prints = {name: fingerprints_of(source_files(split), desc=f"Fingerprinting {name} images")
+              for name, split in data.splits.items()}
+    copies = find_copies(prints["train"], max_distance=max_distance, min_correlation=min_correlation)
+    clusters = clusters_of(copies, len(data.labels))
+    rows = within_train_rows(copies, clusters, data)
+    if "test" in prints:
+        rows += train_test_rows(find_copies(prints["test"], prints["train"], max_distance, min_correlation), clusters,
+                                data)
+    return rows, clusters
+
+
+def label_rows(data: Examined, clusters: np.ndarray, model_args: ModelArguments, args: argparse.Namespace,
+               steps: Steps, summary: dict) -> list[dict]:
+    """Label issues and outliers: cleanlab on out-of-fold probabilities and the backbone's features."""
+    with steps("backbone features"):
+        features = backbone_features(model_args, {"train": data.splits["train"]}, args.training_args)["train"]
+    with steps("out-of-fold probabilities"):
+        classes = len(data.class_names)
+        probabilities = (run_probabilities(args.oof, image_paths(data.splits["train"]), classes) if args.oof else
+                         cross_validated_probabilities(features, data.labels, clusters, classes, args.folds))
+    with steps("label issues and outliers (cleanlab)"):
+        verdicts = label_and_outlier_issues(data.labels, probabilities, features)
+    summary["out-of-fold accuracy"] = round(float((probabilities.argmax(1) == data.labels).mean()), 4)
+    flagged = int((verdicts["issue"] == "label").sum())
+    if flagged > MANY_LABEL_ISSUES * len(data.labels):
+        print(f"warning: cleanlab calls {flagged} of {len(data.labels)} labels wrong at an out-of-fold accuracy of "
+              f"{summary['out-of-fold accuracy']:.2f}: probabilities this weak make mostly false alarms "
+              "(docs/data.md). Look at report.html before excluding them, or pass --oof with a fine-tuned "
+              "scripts/train_kfold.py run.")
+    return [issue_row(data.paths["train"][v.row], v.issue, v.score,
+                      suggested=data.class_names[v.predicted] if v.issue == "label" else "")
+            for v in verdicts.itertuples()]
+
+
+def quality_rows(data: Examined) -> list[dict]:
+    files = [file for split in data.splits.values() for file in source_files(split)]
+    paths = [path for name in data.splits for path in data.paths[name]]
+    return [issue_row(paths[q.row], q.issue, q.score) for q in quality_issues(files).itertuples()]
+
+
+def within_train_rows(copies: Copies, clusters: np.ndarray, data: Examined) -> list[dict]:
+    """A cluster of one class: a row for each image but its first, related to its closest copy. A cluster across
+    classes: a row for every image, related to its closest copy of another class, with the cluster's majority class
+    (if it has one) suggested to the images of other classes."""
+    score = _pair_scores(copies)
+    rows = []
+    for members in _clusters(clusters):
+        if len(set(data.labels[members])) == 1:
+            for image in members[1:]:
+                partner = max(score[image], key=score[image].get)
+                rows.append(issue_row(data.paths["train"][image], "duplicate" if score[image][partner] >= EXACT
+                                      else "near_duplicate", score[image][partner], data.paths["train"][partner]))
+            continue
+        majority = _majority(data.labels[members])
+        for image in members:
+            others = {m: s for m, s in score[image].items() if data.labels[m] != data.labels[image]}
+            partner = max(others, key=others.get) if others else next(
+                m for m in members if data.labels[m] != data.labels[image])  # a copy of a copy of another class
+            suggested = data.class_names[majority] if majority not in (None, data.labels[image]) else ""
+            rows.append(issue_row(data.paths["train"][image], "cross_class_duplicate", others.get(partner, np.nan),
+                                  data.paths["train"][partner], suggested))
+    return rows
+
+
+def train_test_rows(between: Copies, clusters: np.ndarray, data: Examined) -> list[dict]:
+    """A row for each test image that copies a training image: related to its closest copy, with the class of that
+    copy's cluster suggested (none for a cluster across classes without a majority)."""
+    best = {}
+    for (test, train), score in zip(between.pairs, between.scores):
+        if score > best.get(test, (None, -1.0))[1]:
+            best[test] = (train, score)
+    rows = []
+    for test, (train, score) in sorted(best.items()):
+        majority = _majority(data.labels[clusters == clusters[train]])
+        rows.append(issue_row(data.paths["test"][test], "train_test_duplicate", score, data.paths["train"][train],
+                              data.class_names[majority] if majority is not None else ""))
+    return rows
+
+
+def issue_row(image: str, issue: str, score: float, related: str = "", suggested: str = "") -> dict:
+    return {"image_path": image, "issue": issue, "score": round(float(score), 4), "related_image_path": related,
+            "suggested_label": suggested}
+
+
+def _pair_scores(copies: Copies) -> dict[int, dict[int, float]]:
+    """Each image's copies and the score of each pair."""
+    scores: dict[int, dict[int, float]] = {}
+    for (a, b), score in zip(copies.pairs.tolist(), copies.scores.tolist()):
+        scores.setdefault(a, {})[b] = score
+        scores.setdefault(b, {})[a] = score
+    return scores
+
+
+def _clusters(clusters: np.ndarray) -> list[np.ndarray]:
+    """The clusters of two or more images, each as sorted indices."""
+    order = np.argsort(clusters, kind="stable")
+    groups = np.split(order, np.flatnonzero(np.diff(clusters[order])) + 1)
+    return [group for group in groups if len(group) > 1]
+
+
+def _majority(labels: np.ndarray) -> int | None:
+    """The label more than half of them share, if any."""
+    counts = np.bincount(labels)
+    return int(counts.argmax()) if counts.max() * 2 > len(labels) else None
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    try:
+        examine(args)
+    except (SketchDataError, ModelSourceError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
