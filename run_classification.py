@@ -69,6 +69,7 @@ def main(model_args: ModelArguments, data_args: DataArguments, training_args: Sk
             group_duplicates=data_args.group_duplicates,
         )
     label_names = data.label_names or saved_label_names(model_args.model_name_or_path, model_args.cache_dir)
+    check_validation_split(data, data_args, training_args)
 
     # 2. Model: any timm architecture or checkpoint, with a head for these labels
     set_seed(training_args.seed)  # before the model: a new head (or random init) must not differ between runs
@@ -154,6 +155,18 @@ def main(model_args: ModelArguments, data_args: DataArguments, training_args: Sk
                        revision=training_args.hub_revision)
         logger.info("Pushed the model to %s", url)
     return results
+
+
+def check_validation_split(data, data_args: DataArguments, training_args: SketchTrainingArguments) -> None:
+    """A run that evaluates during training needs validation images: one line, not Trainer's traceback, when every
+    class was too small to hold some out (after --exclude_images, say)."""
+    if training_args.do_train and training_args.eval_strategy != "no" and "validation" not in data.splits:
+        raise SketchDataError(
+            f"{data_args.train_csv}: no image is left for validation: every class has too few images to hold some "
+            f"out ({data.counts.get('rare_class_images_kept_in_train', 0)} kept in train"
+            + (f", {data.counts['excluded_train_images']} excluded by --exclude_images" if data.counts.get(
+                "excluded_train_images") else "") + "). Exclude fewer images, or pass --eval_strategy no "
+            "--load_best_model_at_end false.")
 
 
 def log_run_setup(args: SketchTrainingArguments, data) -> None:

@@ -65,6 +65,27 @@ HUB = "huggingface_hub reads HF_ENDPOINT and the token once, when it is imported
 ONLY_HERE = "the script's one run as a process"
 MULTI_GPU = Skip("needs several GPUs; the 2-process CPU row runs the same script under the same launcher")
 
+DOCTOR_MEASUREMENTS = [  # docs/data.md: the fine-tunes and k-fold runs that measure what the doctor's advice is worth
+    "python scripts/train_kfold.py training_args/quickdraw100_finetune.yaml 5 --data_dir data/qd100_noisy "
+    "--group_duplicates true --do_eval true --output_dir runs/noisy_kfold",
+    "python scripts/doctor.py --data_dir data/qd100_noisy --output_dir runs/doctor_noisy_oof --model_name_or_path "
+    "../shared/models/tf_efficientnet_lite0.in1k --precision fp32 --oof runs/noisy_kfold runs/frozen_grouped "
+    "--max_label_issues 0.1",
+    "python scripts/score_doctor.py --issues runs/doctor_noisy_oof/issues.csv --injected data/qd100_noisy/injected.csv",
+    "python run_classification.py training_args/quickdraw100_finetune.yaml --seed 42 --output_dir runs/clean_s42",
+    "python run_classification.py training_args/quickdraw100_finetune.yaml --data_dir data/qd100_noisy --seed 42 "
+    "--output_dir runs/noisy_s42",
+    "python run_classification.py training_args/quickdraw100_finetune.yaml --data_dir data/qd100_noisy "
+    "--group_duplicates true --exclude_images runs/doctor_noisy_oof/issues.csv --seed 42 --output_dir runs/cleaned_s42",
+    "python scripts/score_doctor.py --injected data/qd100_noisy/injected.csv --submission runs/noisy_s42/submission.csv",
+    "python scripts/train_kfold.py training_args/quickdraw100_finetune.yaml 5 --data_dir data/qd100_noisy "
+    "--freeze_backbone true --unfreeze_last_n_blocks 0 --num_train_epochs 10 --learning_rate 1e-3 "
+    "--per_device_train_batch_size 64 --do_eval true --group_duplicates true --output_dir runs/frozen_grouped",
+    "python scripts/score_doctor.py --injected data/qd100_noisy/injected.csv --oof runs/frozen_grouped --submission "
+    "runs/frozen_grouped_ensemble/submission.csv",
+    "python scripts/ensemble.py --runs runs/noisy_kfold_fold{0,1,2,3,4} --output_dir runs/noisy_kfold_copies "
+    "--solution data/qd100_noisy/solution.csv --duplicate_labels runs/doctor_noisy_oof/issues.csv",
+]
 PLANS = {
     # README: quick start, walk-through
     "python3 -m venv .venv && .venv/bin/pip install -r requirements.txt && .venv/bin/python run_classification.py":
@@ -158,11 +179,28 @@ PLANS = {
     "python scripts/finetune_benchmark.py --out runs/finetune_benchmark.json":
         Run("--quick", own_process=ONLY_HERE),
     # docs/data.md: the data doctor, then a run that acts on it
-    "python scripts/doctor.py --data_dir data --output_dir runs/doctor":
-        Run(f"--data_dir {MINI} --model_name_or_path test_convnext --image_size 32 --precision fp32 --folds 2"),
+    "python scripts/doctor.py --data_dir data --output_dir runs/doctor":  # no model: a random one's label issues
+        Run(f"--data_dir {MINI} --skip labels"),  # would leave the next command too few images to validate on
     "accelerate launch run_classification.py training_args/convnext_base_448.yaml --data_dir data --group_duplicates "
     "true --exclude_images runs/doctor/issues.csv": Run(ON_MINI + " --output_dir runs/doctor_advised",
                                                         submission="runs/doctor_advised"),
+    # docs/data.md: the doctor measured on a noisy copy, here of quickdraw-mini
+    "python scripts/make_noisy_copy.py --source ../shared/data/quickdraw100 --output_dir data/qd100_noisy":
+        Run(f"--source {MINI} --label_noise 0.05 --within_class 3 --cross_class 2 --train_test 2"),
+    "python scripts/compare_duplicate_detectors.py --noisy_dir data/qd100_noisy --model_name_or_path "
+    "../shared/models/tf_efficientnet_lite0.in1k --image_size 128":
+        Run("--model_name_or_path test_convnext --image_size 32 --others 20"),
+    "python scripts/doctor.py --data_dir data/qd100_noisy --output_dir runs/doctor_noisy --model_name_or_path "
+    "../shared/models/tf_efficientnet_lite0.in1k --precision fp32":
+        Run("--model_name_or_path test_convnext --image_size 32 --folds 2 --skip quality"),
+    "python scripts/score_doctor.py --issues runs/doctor_noisy/issues.csv --injected data/qd100_noisy/injected.csv":
+        Run(),
+    **dict.fromkeys(DOCTOR_MEASUREMENTS, Skip("fine-tunes quickdraw100 for minutes per run; tests/scripts/"
+                                              "test_doctor.py, test_train_kfold.py and test_run_classification_"
+                                              "inputs.py run these scripts and options on quickdraw-mini")),
+    "python scripts/doctor.py --data_dir data/synthetic --output_dir runs/doctor_synthetic --model_name_or_path "
+    "../shared/models/tf_efficientnet_lite0.in1k --image_size 128 --crop_pct 1.0 --precision fp32":
+        Skip("examines 25,000 images for minutes; tests/scripts/test_doctor.py runs the doctor on quickdraw-mini"),
 }
 PYTHON_PLANS = {  # the first line of each Python block
     'from transformers import pipeline\nclassifier = pipeline("image-classification", model="runs/demo")': Run(),

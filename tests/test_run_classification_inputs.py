@@ -1,5 +1,7 @@
 """Bad options and messy data through `python run_classification.py`: one line and exit 2, or a counted policy."""
 
+import contextlib
+import io
 import json
 
 import pandas as pd
@@ -118,3 +120,18 @@ def test_exclude_images_and_group_duplicates_act_on_a_doctor_s_issues_and_say_so
     assert not {train[0], train[1]} & set(validated) and len(validated) == 16  # 20% of the 78 images left
     data = json.loads((out / "run_summary.json").read_text())["data"]
     assert data["exclude_images"] == str(issues.resolve()) and data["group_duplicates"] is True
+
+
+def test_exclusions_that_leave_no_validation_image_are_one_line(tmp_path, quickdraw_mini):
+    train = pd.read_csv(quickdraw_mini / "train.csv")
+    excluded = train[train.duplicated("class_name")]["image_path"]  # one image of each class is left
+    issues = tmp_path / "issues.csv"
+    pd.DataFrame({"image_path": "train/" + excluded, "issue": "label", "score": 0.1, "related_image_path": "",
+                  "suggested_label": ""}).to_csv(issues, index=False)
+    with contextlib.redirect_stderr(io.StringIO()) as stderr:
+        code, _ = run_in_this_process(tiny_run_flags(quickdraw_mini, tmp_path / "run", "--exclude_images", str(issues)))
+    assert code == 2
+    assert stderr.getvalue().splitlines()[-1] + "\n" == (
+        f"error: {quickdraw_mini / 'train.csv'}: no image is left for validation: every class has too few images to "
+        "hold some out (10 kept in train, 70 excluded by --exclude_images). Exclude fewer images, or pass "
+        "--eval_strategy no --load_best_model_at_end false.\n")

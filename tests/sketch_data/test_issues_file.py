@@ -39,9 +39,13 @@ def test_the_default_issues_exclude_label_and_cross_class_images(issues_csv):
     assert excluded_train_images(path, ["blurry"]) == {}  # a test image is never left out of the test set
 
 
-def test_a_test_copy_points_at_its_most_similar_training_image(issues_csv):
-    path, train = issues_csv
-    assert train_copies_in_test(path) == {"3.JPEG": train[6]}
+def test_a_test_copy_takes_the_class_the_doctor_suggests(issues_csv, tmp_path):
+    path, _ = issues_csv
+    assert train_copies_in_test(path) == {"3.JPEG": "beach"}
+    frame = pd.read_csv(path, keep_default_na=False)
+    frame.loc[frame["image_path"] == "test/3.JPEG", "suggested_label"] = ""  # a copy of a cluster without a majority
+    frame.to_csv(tmp_path / "no_majority.csv", index=False)
+    assert train_copies_in_test(tmp_path / "no_majority.csv") == {}
 
 
 def test_excluded_images_are_gone_from_every_split_counted_and_logged(issues_csv, quickdraw_mini):
