@@ -138,9 +138,11 @@ def examine(args: argparse.Namespace) -> pd.DataFrame:
     with steps("reading and checking the images"):  # as a training run reads and checks them
         data = read_data(args)
     with steps("finding copies"):
-        found, clusters = copy_rows(data, args.max_distance, args.min_correlation)
+        copies = find_all_copies(data, args.max_distance, args.min_correlation)
+    clusters, found, probabilities = copies.clusters, [], None
     if "labels" not in args.skip:
-        found += label_rows(data, clusters, model_args, args, steps, summary)
+        found, probabilities = label_rows(data, clusters, model_args, args, steps, summary)
+    found = copy_rows(copies, data, probabilities) + found
     if "quality" not in args.skip:
         with steps("image quality (cleanvision)"):
             found += quality_rows(data)
@@ -170,22 +172,36 @@ def read_data(args: argparse.Namespace) -> Examined:
     return Examined(splits, paths, np.array(splits["train"]["label"][:]), data.class_names)
 
 
-def copy_rows(data: Examined, max_distance: int, min_correlation: float) -> tuple[list[dict], np.ndarray]:
-    """The rows of copies within train.csv and from it into test.csv, and each training image's cluster."""
+@dataclass
+class AllCopies:
+    """Copies within train.csv, from test.csv into it (None without a test set), and each training image's cluster."""
+
+    within: Copies
+    between: Copies | None
+    clusters: np.ndarray
+
+
+def find_all_copies(data: Examined, max_distance: int, min_correlation: float) -> AllCopies:
     prints = {name: fingerprints_of(source_files(split), desc=f"Fingerprinting {name} images")
               for name, split in data.splits.items()}
-    copies = find_copies(prints["train"], max_distance=max_distance, min_correlation=min_correlation)
-    clusters = clusters_of(copies, len(data.labels))
-    rows = within_train_rows(copies, clusters, data)
-    if "test" in prints:
-        rows += train_test_rows(find_copies(prints["test"], prints["train"], max_distance, min_correlation), clusters,
-                                data)
-    return rows, clusters
+    within = find_copies(prints["train"], max_distance=max_distance, min_correlation=min_correlation)
+    between = (find_copies(prints["test"], prints["train"], max_distance, min_correlation) if "test" in prints
+               else None)
+    return AllCopies(within, between, clusters_of(within, len(data.labels)))
+
+
+def copy_rows(copies: AllCopies, data: Examined, probabilities: np.ndarray | None) -> list[dict]:
+    """The rows of copies within train.csv and from it into test.csv."""
+    rows = within_train_rows(copies.within, copies.clusters, data, probabilities)
+    if copies.between is not None:
+        rows += train_test_rows(copies.between, copies.clusters, data, probabilities)
+    return rows
 
 
 def label_rows(data: Examined, clusters: np.ndarray, model_args: ModelArguments, args: argparse.Namespace,
-               steps: Steps, summary: dict) -> list[dict]:
-    """Label issues and outliers: cleanlab on out-of-fold probabilities and the backbone's features."""
+               steps: Steps, summary: dict) -> tuple[list[dict], np.ndarray]:
+    """Label issues and outliers (cleanlab on out-of-fold probabilities and the backbone's features), and the
+    probabilities."""
     with steps("backbone features"):
         features = backbone_features(model_args, {"train": data.splits["train"]}, args.training_args)["train"]
     with steps("out-of-fold probabilities"):
@@ -204,7 +220,7 @@ def label_rows(data: Examined, clusters: np.ndarray, model_args: ModelArguments,
               "scripts/train_kfold.py run, or --max_label_issues with the share of wrong labels you expect.")
     return [issue_row(data.paths["train"][v.row], v.issue, v.score,
                       suggested=data.class_names[v.predicted] if v.issue == "label" else "")
-            for v in verdicts.itertuples()]
+            for v in verdicts.itertuples()], probabilities
 
 
 def quality_rows(data: Examined) -> list[dict]:
@@ -213,10 +229,11 @@ def quality_rows(data: Examined) -> list[dict]:
     return [issue_row(paths[q.row], q.issue, q.score) for q in quality_issues(files).itertuples()]
 
 
-def within_train_rows(copies: Copies, clusters: np.ndarray, data: Examined) -> list[dict]:
+def within_train_rows(copies: Copies, clusters: np.ndarray, data: Examined,
+                      probabilities: np.ndarray | None = None) -> list[dict]:
     """A cluster of one class: a row for each image but its first, related to its closest copy. A cluster across
-    classes: a row for every image, related to its closest copy of another class, with the cluster's majority class
-    (if it has one) suggested to the images of other classes."""
+    classes: a row for every image, related to its closest copy of another class, with the cluster's class suggested
+    to each (its own class for the images to keep) where one can be told (_cluster_class)."""
     score = _pair_scores(copies)
     rows = []
     for members in _clusters(clusters):
@@ -226,29 +243,30 @@ def within_train_rows(copies: Copies, clusters: np.ndarray, data: Examined) -> l
                 rows.append(issue_row(data.paths["train"][image], "duplicate" if score[image][partner] >= EXACT
                                       else "near_duplicate", score[image][partner], data.paths["train"][partner]))
             continue
-        majority = _majority(data.labels[members])
+        decided = _cluster_class(members, data.labels, probabilities)
         for image in members:
             others = {m: s for m, s in score[image].items() if data.labels[m] != data.labels[image]}
             partner = max(others, key=others.get) if others else next(
                 m for m in members if data.labels[m] != data.labels[image])  # a copy of a copy of another class
-            suggested = data.class_names[majority] if majority not in (None, data.labels[image]) else ""
             rows.append(issue_row(data.paths["train"][image], "cross_class_duplicate", others.get(partner, np.nan),
-                                  data.paths["train"][partner], suggested))
+                                  data.paths["train"][partner], data.class_names[decided] if decided is not None
+                                  else ""))
     return rows
 
 
-def train_test_rows(between: Copies, clusters: np.ndarray, data: Examined) -> list[dict]:
+def train_test_rows(between: Copies, clusters: np.ndarray, data: Examined,
+                    probabilities: np.ndarray | None = None) -> list[dict]:
     """A row for each test image that copies a training image: related to its closest copy, with the class of that
-    copy's cluster suggested (none for a cluster across classes without a majority)."""
+    copy's cluster suggested where one can be told (_cluster_class)."""
     best = {}
     for (test, train), score in zip(between.pairs, between.scores):
         if score > best.get(test, (None, -1.0))[1]:
             best[test] = (train, score)
     rows = []
     for test, (train, score) in sorted(best.items()):
-        majority = _majority(data.labels[clusters == clusters[train]])
+        decided = _cluster_class(np.flatnonzero(clusters == clusters[train]), data.labels, probabilities)
         rows.append(issue_row(data.paths["test"][test], "train_test_duplicate", score, data.paths["train"][train],
-                              data.class_names[majority] if majority is not None else ""))
+                              data.class_names[decided] if decided is not None else ""))
     return rows
 
 
@@ -273,10 +291,17 @@ def _clusters(clusters: np.ndarray) -> list[np.ndarray]:
     return [group for group in groups if len(group) > 1]
 
 
-def _majority(labels: np.ndarray) -> int | None:
-    """The label more than half of them share, if any."""
-    counts = np.bincount(labels)
-    return int(counts.argmax()) if counts.max() * 2 > len(labels) else None
+def _cluster_class(members: np.ndarray, labels: np.ndarray, probabilities: np.ndarray | None) -> int | None:
+    """The class of a cluster of copies: the label more than half of its images have; else, with out-of-fold
+    probabilities, the one of its labels they make most likely, summed over its images (a pair across two classes
+    has no majority); else None."""
+    counts = np.bincount(labels[members])
+    if counts.max() * 2 > len(members):
+        return int(counts.argmax())
+    if probabilities is None:
+        return None
+    given = np.unique(labels[members])
+    return int(given[probabilities[members][:, given].sum(axis=0).argmax()])
 
 
 def main(argv: list[str] | None = None) -> int:

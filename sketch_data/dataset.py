@@ -43,7 +43,7 @@ def load_sketch_dataset(
     seed: int = 42,
     bad_images: str = "error",
     check_images: bool = True,
-    exclude: dict[str, str] | None = None,
+    exclude: dict[str, tuple[str, str]] | None = None,
     group_duplicates: bool = False,
 ) -> SketchData:
     """Load train (split into train/validation) and test.
@@ -53,8 +53,8 @@ def load_sketch_dataset(
     `bad_images` is "error" (stop and list them) or "skip" (leave training images out, with a count);
     test images must all decode, since the submission needs a row for each. Images that decode but are
     tiny or extreme strips are kept, listed in the log and counted. See docs/data.md.
-    `exclude` maps train.csv image_path values to why they are left out (the data doctor's issue names, read by
-    sketch_data/issues_file.py); `group_duplicates` keeps copies of a drawing on one side of the split.
+    `exclude` maps train.csv image_path values to (issue, suggested label) from the data doctor's issues.csv
+    (sketch_data/issues_file.py): they are left out, but for cross-class copies whose suggested class is their own; `group_duplicates` keeps copies of a drawing on one side of the split.
     """
     if bad_images not in ("error", "skip"):
         raise SketchDataError(f"bad_images={bad_images!r}: use 'error' or 'skip'.")
@@ -96,10 +96,14 @@ def load_sketch_dataset(
     return SketchData(splits, class_names, readable_names(class_names), counts)
 
 
-def _not_excluded(frame, exclude: dict[str, str]) -> np.ndarray:
-    """Which rows to keep; what is left out is logged by reason (also when nothing matched)."""
-    dropped = frame["image_path"].isin(exclude).to_numpy()
-    reasons = pd.Series([exclude[path] for path in frame["image_path"][dropped]]).value_counts()
+def _not_excluded(frame, exclude: dict[str, tuple[str, str]]) -> np.ndarray:
+    """Which rows to keep: all but those `exclude` names, except the cross-class copies whose cluster's class (the
+    suggested label) is their own. What is left out is logged by reason (also when nothing matched)."""
+    cluster_class = {path: suggested for path, (issue, suggested) in exclude.items()
+                     if issue == "cross_class_duplicate" and suggested}
+    own_class = frame["image_path"].map(cluster_class) == frame["class_name"]
+    dropped = (frame["image_path"].isin(exclude) & ~own_class).to_numpy()
+    reasons = pd.Series([exclude[path][0] for path in frame["image_path"][dropped]]).value_counts()
     logger.warning("Excluding %d of %d training images, as --exclude_images asks: %s.", dropped.sum(), len(frame),
                    ", ".join(f"{count} {reason}" for reason, count in reasons.items())
                    or "none of its rows of those issues names an image of train.csv")

@@ -52,15 +52,16 @@ def read_issues(path: str | Path) -> pd.DataFrame:
     return frame
 
 
-def excluded_train_images(path: str | Path, issues: list[str]) -> dict[str, str]:
-    """train.csv image_path -> its first issue among `issues`, for the training images those rows name."""
+def excluded_train_images(path: str | Path, issues: list[str]) -> dict[str, tuple[str, str]]:
+    """train.csv image_path -> (its first issue among `issues`, the suggested label), for the training images those
+    rows name. A cross-class copy whose suggested label is its own class is one to keep (sketch_data/dataset.py)."""
     frame = read_issues(path)
     if absent := sorted(set(issues) - set(frame["issue"])):
         logger.warning("%s has no rows of issue %s (it has %s).", path, ", ".join(absent),
                        ", ".join(sorted(frame["issue"].unique())) or "none")
     rows = frame[frame["issue"].isin(issues) & frame["image_path"].str.startswith(TRAIN)]
     rows = rows.drop_duplicates("image_path")
-    return dict(zip(rows["image_path"].str.removeprefix(TRAIN), rows["issue"]))
+    return dict(zip(rows["image_path"].str.removeprefix(TRAIN), zip(rows["issue"], rows["suggested_label"])))
 
 
 def train_copies_in_test(path: str | Path) -> dict[str, str]:

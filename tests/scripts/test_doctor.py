@@ -128,3 +128,14 @@ def test_an_oof_run_that_is_not_there_stops_before_any_work(doctor, noisy, tmp_p
     assert output.err == (f"error: --oof {tmp_path / 'nothing'}: no folder {tmp_path / 'nothing'}_fold0, "
                                        f"{tmp_path / 'nothing'}_fold1, ...; pass the output_dir that "
                                        "scripts/train_kfold.py was given.\n")
+
+
+def test_a_pair_across_classes_takes_the_class_the_out_of_fold_probabilities_favour(examined, noisy):
+    """Two images have no majority: the --oof probabilities (here, of the true classes) tell which label is right,
+    so that --exclude_images keeps the original and leaves the mislabelled copy out."""
+    issues, injected = examined[1], noisy[1]
+    rows = issues[issues["issue"] == "cross_class_duplicate"].set_index("image_path")["suggested_label"]
+    pairs = injected[injected["kind"] == "cross_class_duplicate"]
+    assert len(pairs) == 2
+    for copy, source, true_class in zip(pairs["image_path"], pairs["related_image_path"], pairs["true_label"]):
+        assert rows[copy] == rows[source] == true_class
