@@ -30,13 +30,14 @@ import numpy as np
 import pandas as pd
 
 from sketch_data import SketchDataError, load_sketch_dataset
-from sketch_data.atomic import atomic_write_text
+from sketch_data.atomic import atomic_write_csv, atomic_write_text
 from sketch_data.cache import source_files
 from sketch_data.doctor_report import write_doctor_report
 from sketch_data.duplicates import MAX_DISTANCE, MIN_CORRELATION, Copies, clusters_of, find_copies, fingerprints_of
 from sketch_data.issues_file import COLUMNS, TEST, TRAIN, issue_order, worst_first
 from sketch_data.quality import quality_issues
 from sketch_train.arguments import ModelArguments, SketchTrainingArguments
+from sketch_train.ensemble import EnsembleError
 from sketch_train.features import backbone_features, image_paths
 from sketch_train.label_issues import (
     cross_validated_probabilities,
@@ -45,7 +46,6 @@ from sketch_train.label_issues import (
     run_probabilities,
 )
 from sketch_train.model import ModelSourceError, check_model_source
-from sketch_train.result_files import write_csv
 
 EXACT = 0.95  # thumbnail correlation from which a copy is a `duplicate` (a flip, rotation or re-encode) rather
 # than a `near_duplicate` (rescaled, or re-encoded harder): injected copies scored 0.94-1.0 (docs/data.md)
@@ -148,7 +148,7 @@ def examine(args: argparse.Namespace) -> pd.DataFrame:
             found += quality_rows(data)
 
     issues = worst_first(pd.DataFrame(found, columns=COLUMNS))
-    write_csv(issues, output / "issues.csv")
+    atomic_write_csv(issues, output / "issues.csv")
     summary = {"train images": len(data.labels), "test images": len(data.paths.get("test", [])),
                "duplicate clusters in train": int((np.bincount(clusters) > 1).sum()),
                **{f"issue {issue}": int((issues["issue"] == issue).sum()) for issue in issue_order(issues["issue"])},
@@ -308,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     try:
         examine(args)
-    except (SketchDataError, ModelSourceError) as error:
+    except (SketchDataError, ModelSourceError, EnsembleError) as error:  # EnsembleError: an --oof fold's files
         print(f"error: {error}", file=sys.stderr)
         return 2
     return 0

@@ -28,10 +28,9 @@ from sklearn.metrics import (
     top_k_accuracy_score,
 )
 
-from sketch_data.atomic import atomic_write_text
+from sketch_data.atomic import atomic_write_csv, atomic_write_text
 from sketch_train.model_card import saved_data_location
 from sketch_train.report_plots import plot_confusion_top, plot_curves, plot_errors
-from sketch_train.result_files import write_csv
 from sketch_train.sources import label_names_of
 
 
@@ -204,8 +203,8 @@ def write_report(predictions: Predictions, run: Path, names: list[str], top_k: i
     matrix = confusion_matrix(predictions.labels, predictions.predictions, labels=range(len(names)))
     per_class = per_class_table(predictions, names)
     pairs = confused_pairs_table(matrix, names)
-    write_csv(per_class, run / "per_class.csv")
-    write_csv(pairs, run / "confused_pairs.csv")
+    atomic_write_csv(per_class, run / "per_class.csv")
+    atomic_write_csv(pairs, run / "confused_pairs.csv")
     plot_confusion_top(matrix, most_confused_classes(pairs, top_k, len(names)), names, run / "confusion_top.png")
     plot_errors(errors, run / "errors.png")
     state = run / "trainer_state.json"

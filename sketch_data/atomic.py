@@ -13,9 +13,12 @@ import re
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 TEMP_SUFFIX = ".partial"
 TEMPORARY_NAME = re.compile(r"^\..+\.(\d+)-[0-9a-f]{8}" + re.escape(TEMP_SUFFIX) + "$")
@@ -55,6 +58,13 @@ def atomic_write(path: str | Path, mode: str = "w", **open_kwargs) -> Iterator[I
 def atomic_write_text(path: str | Path, text: str, encoding: str = "utf-8") -> Path:
     with atomic_write(path, "w", encoding=encoding, newline="") as file:
         file.write(text)
+    return Path(path)
+
+
+def atomic_write_csv(frame: "pd.DataFrame", path: str | Path) -> Path:
+    """`frame.to_csv(path, index=False)`, atomically."""
+    with atomic_write(path, "w", newline="", encoding="utf-8") as file:
+        frame.to_csv(file, index=False)
     return Path(path)
 
 

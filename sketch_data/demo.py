@@ -13,7 +13,7 @@ from PIL import Image
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
-from .atomic import atomic_write
+from .atomic import atomic_write_csv
 
 logger = logging.getLogger(__name__)
 
@@ -45,17 +45,12 @@ def build_digits_demo(root: str | Path, test_fraction: float = 0.2, seed: int = 
         _save_sketch(digits.images[i], root / "test" / f"{n}.JPEG")
         test_rows.append((n, f"{n}.JPEG", class_names.index(names[i])))
     solution = pd.DataFrame(test_rows, columns=["ID", "image_path", "target"])
-    _write_csv(solution[["image_path"]], root / "test.csv")
-    _write_csv(solution, root / "solution.csv")
+    atomic_write_csv(solution[["image_path"]], root / "test.csv")
+    atomic_write_csv(solution, root / "solution.csv")
     # Last, and atomically: train.csv says the demo is complete, so a build killed before it is redone
-    _write_csv(pd.DataFrame(train_rows, columns=["class_name", "image_path", "target"]), root / "train.csv")
+    atomic_write_csv(pd.DataFrame(train_rows, columns=["class_name", "image_path", "target"]), root / "train.csv")
     logger.info("Built the digits demo data in %s: %d train, %d test images.", root, len(train_rows), len(test_rows))
     return root
-
-
-def _write_csv(frame: pd.DataFrame, path: Path) -> None:
-    with atomic_write(path, "w", newline="", encoding="utf-8") as file:
-        frame.to_csv(file, index=False)
 
 
 def _save_sketch(pixels: np.ndarray, path: Path) -> None:

@@ -20,10 +20,10 @@ from pathlib import Path
 import pandas as pd
 
 from .issues_file import DUPLICATE_ISSUES
+from .noisy_copy import INJECTED_COLUMNS
 
 DUPLICATE_KINDS = ("duplicate", "cross_class_duplicate", "train_test_duplicate")
 ISSUES_COLUMNS = ("image_path", "issue", "related_image_path", "suggested_label")
-INJECTED_COLUMNS = ("image_path", "kind", "related_image_path", "true_label", "given_label")
 
 
 def read_table(path: str | Path, columns: Iterable[str]) -> pd.DataFrame:

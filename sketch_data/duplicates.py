@@ -37,13 +37,14 @@ from .keys import files_fingerprint, key_of
 
 logger = logging.getLogger(__name__)
 FINGERPRINT_VERSION = 1  # bump when the hash or thumbnail changes, so old files are not reused
-HASH_BITS = 64
 MAX_DISTANCE = 8  # bits; these two thresholds were chosen on quickdraw100 (docs/data.md)
 MIN_CORRELATION = 0.9
 THUMBNAIL = 32  # phash's own input size: the image is reduced to this once, then each view is hashed
 T = PIL.Image.Transpose
-DIHEDRAL = (None, T.ROTATE_90, T.ROTATE_180, T.ROTATE_270, T.FLIP_LEFT_RIGHT, T.FLIP_TOP_BOTTOM, T.TRANSPOSE,
-            T.TRANSVERSE)
+# the 7 other views of the dihedral group, by the names scripts/make_noisy_copy.py records in injected.csv
+DIHEDRAL_OPS = {"hflip": T.FLIP_LEFT_RIGHT, "vflip": T.FLIP_TOP_BOTTOM, "rot90": T.ROTATE_90, "rot180": T.ROTATE_180,
+                "rot270": T.ROTATE_270, "transpose": T.TRANSPOSE, "transverse": T.TRANSVERSE}
+DIHEDRAL = (None, *DIHEDRAL_OPS.values())  # None: the image itself, whose hash is the one compared with the others
 PAIRS_PER_BLOCK = 10_000  # candidate pairs whose thumbnails are compared at once: ~400 MB
 ROWS_PER_BLOCK = 256  # rows compared at once: 256 x 25,000 x 8 float32 = 200 MB
 

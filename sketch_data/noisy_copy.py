@@ -25,16 +25,13 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from .demo import _write_csv
+from .atomic import atomic_write_csv
+from .duplicates import DIHEDRAL_OPS
 
 logger = logging.getLogger(__name__)
 
 MARKER = "noisy_copy.json"  # written first, so that a copy (even a killed one) is known as ours and may be redone
 INJECTED_COLUMNS = ["image_path", "kind", "related_image_path", "true_label", "given_label", "transform"]
-DIHEDRAL = {"hflip": Image.Transpose.FLIP_LEFT_RIGHT, "vflip": Image.Transpose.FLIP_TOP_BOTTOM,
-            "rot90": Image.Transpose.ROTATE_90, "rot180": Image.Transpose.ROTATE_180,
-            "rot270": Image.Transpose.ROTATE_270, "transpose": Image.Transpose.TRANSPOSE,
-            "transverse": Image.Transpose.TRANSVERSE}
 RESCALE_RANGES = ((0.8, 0.95), (1.05, 1.25))
 JPEG_QUALITY = (60, 95)  # inclusive
 
@@ -81,12 +78,12 @@ def make_noisy_copy(source: str | Path, output_dir: str | Path, counts: NoiseCou
     if emptied := sorted(set(classes) - set(train["class_name"])):
         raise ValueError(f"the flips empty the class(es) {', '.join(emptied)}, which would shift the targets: "
                          "lower --label_noise or pick another seed.")
-    _write_csv(solution.iloc[: len(solution) - len(test_records)], output_dir / "solution_original.csv")
-    _write_csv(test, output_dir / "test.csv")
-    _write_csv(solution, output_dir / "solution.csv")
-    _write_csv(train, output_dir / "train.csv")
+    atomic_write_csv(solution.iloc[: len(solution) - len(test_records)], output_dir / "solution_original.csv")
+    atomic_write_csv(test, output_dir / "test.csv")
+    atomic_write_csv(solution, output_dir / "solution.csv")
+    atomic_write_csv(train, output_dir / "train.csv")
     frame = pd.DataFrame(injected, columns=INJECTED_COLUMNS)
-    _write_csv(frame, output_dir / "injected.csv")
+    atomic_write_csv(frame, output_dir / "injected.csv")
     return frame
 
 
@@ -230,8 +227,8 @@ def copy_transformed(source: Path, target: Path, rng: np.random.Generator) -> st
         image = opened.convert("RGB") if opened.mode not in ("L", "RGB") else opened.copy()
     steps = []
     if rng.random() < 0.5:
-        op = list(DIHEDRAL)[rng.integers(len(DIHEDRAL))]
-        image = image.transpose(DIHEDRAL[op])
+        op = list(DIHEDRAL_OPS)[rng.integers(len(DIHEDRAL_OPS))]
+        image = image.transpose(DIHEDRAL_OPS[op])
         steps.append(op)
     if rng.random() < 0.5:
         low, high = RESCALE_RANGES[rng.integers(len(RESCALE_RANGES))]
@@ -248,7 +245,7 @@ def undo_dihedral(image: Image.Image, transform: str) -> Image.Image:
     """`image` with the dihedral op named in `transform` undone (each op's inverse is itself, but for the rotations)."""
     op = transform.split("+")[0]
     inverse = {"rot90": "rot270", "rot270": "rot90"}.get(op, op)
-    return image.transpose(DIHEDRAL[inverse]) if inverse in DIHEDRAL else image
+    return image.transpose(DIHEDRAL_OPS[inverse]) if inverse in DIHEDRAL_OPS else image
 
 
 def original_test_accuracy(submission_csv: str | Path, noisy_dir: str | Path) -> float:

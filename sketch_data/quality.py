@@ -7,12 +7,9 @@ every real sketch: they scored 0.19 or more, a blank page 0 (docs/data.md). "gra
 are), and duplicates are sketch_data/duplicates.py's, which also match flips and rotations.
 """
 
-import logging
-
 import pandas as pd
 from cleanvision import Imagelab
 
-logger = logging.getLogger(__name__)
 CHECKS = {"dark": {}, "blurry": {}, "odd_aspect_ratio": {}, "odd_size": {}, "low_information": {"threshold": 0.1}}
 
 

@@ -24,8 +24,7 @@ import pandas as pd
 from PIL import Image, ImageDraw
 from tqdm.auto import tqdm
 
-from .atomic import atomic_write_text, remove_stale_temporaries
-from .demo import _write_csv
+from .atomic import atomic_write_csv, atomic_write_text, remove_stale_temporaries
 from .processes import die_with_parent
 
 logger = logging.getLogger(__name__)
@@ -143,12 +142,12 @@ def _write_csvs(root: Path, class_names: list[str], train_classes: np.ndarray, t
     """test.csv and solution.csv, then train.csv."""
     ids = range(len(test_classes))
     solution = pd.DataFrame({"ID": ids, "image_path": [f"{i}.JPEG" for i in ids], "target": test_classes.astype(int)})
-    _write_csv(solution[["image_path"]], root / "test.csv")
-    _write_csv(solution, root / "solution.csv")
+    atomic_write_csv(solution[["image_path"]], root / "test.csv")
+    atomic_write_csv(solution, root / "solution.csv")
     # Last, and atomically: train.csv says the set is complete, so a build killed before it is redone.
     train = pd.DataFrame({"class_name": [class_names[c] for c in train_classes], "image_path": train_paths,
                           "target": train_classes})
-    _write_csv(train, root / "train.csv")
+    atomic_write_csv(train, root / "train.csv")
 
 
 def _draw_all(root: Path, seed: int, jobs: list[Job], workers: int) -> None:

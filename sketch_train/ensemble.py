@@ -73,16 +73,18 @@ def load_test(runs: list[Path], test_csv: str | None) -> tuple[list[str], list[n
     return image_paths, logits
 
 
+def eval_outputs(run: Path) -> tuple[pd.DataFrame, np.ndarray]:
+    """A run's validation images (eval_predictions.csv) and their logits (eval_logits.npy), checked to match."""
+    frame = pd.read_csv(_file(run, "eval_predictions.csv"))
+    logits = np.load(_file(run, "eval_logits.npy"))
+    if len(logits) != len(frame):
+        raise EnsembleError(f"{run}: eval_logits.npy has {len(logits)} rows, eval_predictions.csv {len(frame)}.")
+    return frame, logits
+
+
 def out_of_fold(runs: list[Path], weights: list[float], method: str) -> dict:
     """Accuracy of the ensemble on the union of the runs' validation images (each combined over the runs that saw it)."""
-    frames, logits = [], []
-    for run in runs:
-        frame = pd.read_csv(_file(run, "eval_predictions.csv"))
-        run_logits = np.load(_file(run, "eval_logits.npy"))
-        if len(run_logits) != len(frame):
-            raise EnsembleError(f"{run}: eval_logits.npy has {len(run_logits)} rows, eval_predictions.csv {len(frame)}.")
-        frames.append(frame)
-        logits.append(run_logits)
+    frames, logits = zip(*(eval_outputs(run) for run in runs))
     union = pd.concat(frames).drop_duplicates("image_path")
     position = pd.Series(np.arange(len(union)), index=union["image_path"])
     rows = [position[frame["image_path"]].to_numpy() for frame in frames]

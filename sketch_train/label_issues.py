@@ -19,11 +19,12 @@ import torch
 from cleanlab import Datalab
 from cleanlab.filter import find_label_issues
 from cleanlab.rank import get_label_quality_scores
-from scipy.special import softmax
 from sklearn.model_selection import StratifiedGroupKFold
 from tqdm.auto import tqdm
 
 from sketch_data import SketchDataError
+
+from .ensemble import eval_outputs, pool
 
 logger = logging.getLogger(__name__)
 EPOCHS = 20  # of each fold's linear head: enough on quickdraw100's and the 25k generated set's features
@@ -72,24 +73,29 @@ def _linear_probabilities(x: torch.Tensor, y: torch.Tensor, predict: torch.Tenso
 
 
 def run_probabilities(prefix: str, image_paths: list[str], num_classes: int) -> np.ndarray:
-    """Out-of-fold probabilities from the folds `PREFIX_fold*` of scripts/train_kfold.py, in `image_paths` order."""
+    """Out-of-fold probabilities from the folds `PREFIX_fold*` of scripts/train_kfold.py, in `image_paths` order: the
+    mean softmax of the folds that validated each image, pooled as sketch_train/ensemble.py pools them."""
     runs = fold_runs(prefix)
     position = {path: row for row, path in enumerate(image_paths)}
-    total, seen = np.zeros((len(image_paths), num_classes)), np.zeros(len(image_paths))
+    rows, logits = [], []
     for run in runs:
-        frame, logits = _eval_predictions(run, num_classes)
-        rows = frame["image_path"].map(position)
-        if rows.isna().any():
-            raise SketchDataError(f"{run}/eval_predictions.csv names {frame['image_path'][rows.isna()].iloc[0]}, "
+        frame, run_logits = eval_outputs(run)
+        if run_logits.shape[1] != num_classes:
+            raise SketchDataError(f"{run}/eval_logits.npy holds logits of {run_logits.shape[1]} classes for "
+                                  f"{num_classes}: was the run trained on this train.csv?")
+        found = frame["image_path"].map(position)
+        if found.isna().any():
+            raise SketchDataError(f"{run}/eval_predictions.csv names {frame['image_path'][found.isna()].iloc[0]}, "
                                   "which is not in this train.csv: was the run trained on other data?")
-        np.add.at(total, rows.to_numpy(int), softmax(logits.astype(np.float64), axis=1))
-        np.add.at(seen, rows.to_numpy(int), 1)
+        rows.append(found.to_numpy(int))
+        logits.append(run_logits)
+    seen = np.bincount(np.concatenate(rows), minlength=len(image_paths))
     if (seen == 0).any():
         raise SketchDataError(f"--oof {prefix}: {int((seen == 0).sum())} training images (e.g. "
                               f"{image_paths[int(np.argmax(seen == 0))]}) are in no fold's validation set; finish "
                               "every fold of the run, or leave --oof out.")
     logger.info("Out-of-fold probabilities from %d runs: %s", len(runs), ", ".join(map(str, runs)))
-    return total / seen[:, None]
+    return pool(rows, logits, [1.0] * len(runs), len(image_paths)).probabilities
 
 
 def fold_runs(prefix: str) -> list[Path]:
@@ -127,14 +133,3 @@ def label_and_outlier_issues(labels: np.ndarray, probabilities: np.ndarray, feat
         "score": np.concatenate([quality[flagged], table["outlier_score"].to_numpy()[outliers]]),
         "predicted": probabilities[np.concatenate([flagged, outliers])].argmax(1),
     })
-
-
-def _eval_predictions(run: Path, num_classes: int) -> tuple[pd.DataFrame, np.ndarray]:
-    files = [run / "eval_predictions.csv", run / "eval_logits.npy"]
-    if missing := [file for file in files if not file.is_file()]:
-        raise SketchDataError(f"{missing[0]} not found: is {run} a finished fold of scripts/train_kfold.py?")
-    frame, logits = pd.read_csv(files[0]), np.load(files[1])
-    if logits.shape != (len(frame), num_classes):
-        raise SketchDataError(f"{files[1]} holds {logits.shape} logits for {len(frame)} images and {num_classes} "
-                              "classes: was the run trained on this train.csv?")
-    return frame, logits

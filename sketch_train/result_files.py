@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 from scipy.special import softmax
 
-from sketch_data.atomic import atomic_save_npy, atomic_write
+from sketch_data.atomic import atomic_save_npy, atomic_write_csv
 
 
 def write_submission(image_paths: list[str], logits: np.ndarray, output_dir: str | Path) -> Path:
@@ -20,7 +20,7 @@ def write_submission(image_paths: list[str], logits: np.ndarray, output_dir: str
     atomic_save_npy(output_dir / "test_logits.npy", logits.astype(np.float32))
     submission = pd.DataFrame({"ID": np.arange(len(image_paths)), "image_path": image_paths, "target": logits.argmax(1)})
     path = output_dir / "submission.csv"
-    write_csv(submission, path)
+    atomic_write_csv(submission, path)
     return path
 
 
@@ -43,7 +43,7 @@ def write_eval_predictions(
         }
     )
     path = output_dir / "eval_predictions.csv"
-    write_csv(frame, path)
+    atomic_write_csv(frame, path)
     return path
 
 
@@ -57,13 +57,8 @@ def write_top_k(image_paths: list[str], logits: np.ndarray, label_names: list[st
     for rank in range(k):
         columns[f"label_{rank + 1}"] = [label_names[i] for i in order[:, rank]]
         columns[f"score_{rank + 1}"] = np.take_along_axis(probabilities, order[:, rank:rank + 1], axis=1)[:, 0].round(7)
-    write_csv(pd.DataFrame(columns), path)
+    atomic_write_csv(pd.DataFrame(columns), path)
     return Path(path)
-
-
-def write_csv(frame: pd.DataFrame, path: str | Path) -> None:
-    with atomic_write(path, "w", newline="", encoding="utf-8") as file:
-        frame.to_csv(file, index=False)
 
 
 def submission_accuracy(submission_csv: str, solution_csv: str) -> float:
